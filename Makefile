@@ -1,0 +1,54 @@
+# TradeML — make demo | make test | make dev | make bench
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, pinned: a looser spec resolves to a multi-GB CUDA build. A GPU host overrides it,
+# e.g. make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+export TRADEML_HOME ?= $(CURDIR)/.trademl
+export TRADEML_ENV ?= local
+export DAGSTER_HOME ?= $(TRADEML_HOME)/dagster
+
+.PHONY: install install-dev demo test lint format dev bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q $(TORCH_SPEC)
+	$(PIP) install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/python -m trademl_jobs.demo
+
+test: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+lint: install-dev
+	$(BIN)/ruff format --check . && $(BIN)/ruff check .
+
+format: install-dev
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+dev: install
+	$(BIN)/python -m trademl_jobs.instance
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install-dev
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(TRADEML_HOME)

@@ -1,0 +1,441 @@
+"""MLflow tracking + registry resource: one run per asset materialization, aliases only.
+
+Replaces dagster-mlflow's legacy `mlflow_tracking` resource, which leaves runs RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import mlflow
+from mlflow.entities import LoggedModel, Metric, Param, RunStatus, RunTag
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    ALREADY_EXISTS,
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
+from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+from mlflow.utils.validation import (
+    MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_TAG_VAL_LENGTH,
+)
+
+from trademl.provenance import git_sha
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+
+SECRET_NAME_RE = re.compile(r"secret|password|token|api[_-]?key|private", re.IGNORECASE)
+# Env values this short (or flag-like) are not credentials; matching them would refuse e.g.
+# every value "false" because TOKENIZERS_PARALLELISM=false is set.
+_MIN_SECRET_LEN = 6
+_NOT_SECRETS = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null", "enabled"})
+_FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+_FAILED = RunStatus.to_string(RunStatus.FAILED)
+_DOES_NOT_EXIST = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+_INVALID = ErrorCode.Name(INVALID_PARAMETER_VALUE)
+_EXISTS_CODES = frozenset(ErrorCode.Name(c) for c in (RESOURCE_ALREADY_EXISTS, ALREADY_EXISTS))
+
+
+def _secret_env_values() -> list[str]:
+    """Values of env vars named like credentials (broker keys etc.), read fresh on each call."""
+    values = []
+    for name, value in os.environ.items():
+        value = value.strip()
+        if (
+            SECRET_NAME_RE.search(name)
+            and len(value) >= _MIN_SECRET_LEN
+            and value.lower() not in _NOT_SECRETS
+        ):
+            values.append(value)
+    return values
+
+
+def _has_secret_value(value: object, secrets: list[str]) -> bool:
+    text = str(value)
+    return any(secret in text for secret in secrets)
+
+
+def check_not_secret(kind: str, key: str, value: object, secrets: list[str] | None = None) -> None:
+    """Raise ValueError (naming the key, never the value) if key or value look like a secret."""
+    if SECRET_NAME_RE.search(key):
+        raise ValueError(f"refusing to log {kind} {key!r}: the name looks like a secret")
+    if _has_secret_value(value, _secret_env_values() if secrets is None else secrets):
+        raise ValueError(
+            f"refusing to log {kind} {key!r}: its value contains a secret environment variable"
+        )
+
+
+def _check_mapping(kind: str, items: Mapping[str, object]) -> None:
+    secrets = _secret_env_values()
+    for key, value in items.items():
+        check_not_secret(kind, str(key), value, secrets)
+
+
+def _check_nested(kind: str, obj: object, where: str, secrets: list[str]) -> None:
+    """Apply the secret filter to every key and leaf of a JSON-like object."""
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            path = f"{where}.{key}" if where else str(key)
+            if SECRET_NAME_RE.search(str(key)):
+                raise ValueError(f"refusing to log {kind} {path!r}: the name looks like a secret")
+            _check_nested(kind, value, path, secrets)
+    elif isinstance(obj, list | tuple):
+        for i, value in enumerate(obj):
+            _check_nested(kind, value, f"{where}[{i}]", secrets)
+    elif _has_secret_value(obj, secrets):
+        raise ValueError(
+            f"refusing to log {kind} {where!r}: its value contains a secret environment variable"
+        )
+
+
+def _check_file(path: Path, secrets: list[str]) -> None:
+    """Refuse a file (or any file under a directory) whose bytes contain a secret env value."""
+    if not secrets:
+        return
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    needles = [s.encode() for s in secrets]
+    overlap = max(len(n) for n in needles) - 1
+    for file in files:
+        tail = b""
+        with file.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                window = tail + chunk
+                if any(n in window for n in needles):
+                    raise ValueError(
+                        f"refusing to log artifact {str(file)!r}: it contains a secret "
+                        "environment variable"
+                    )
+                tail = window[-overlap:] if overlap else b""
+
+
+class TrackedRun:
+    """Handle on one open MLflow run; every write goes through the secret filter."""
+
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str) -> None:
+        self._client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        """Log params (stringified, truncated to MLflow's limit); refuse secret keys/values."""
+        _check_mapping("param", params)
+        batch = [Param(str(k), str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
+        if batch:
+            self._client.log_batch(self.run_id, params=batch, synchronous=True)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log metrics at one step; NaN and ±inf are stored as-is rather than raising."""
+        now = int(time.time() * 1000)
+        batch = [Metric(str(k), float(v), now, step or 0) for k, v in metrics.items()]
+        if batch:
+            self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        """Set run tags (stringified, truncated to MLflow's limit); refuse secret keys/values."""
+        _check_mapping("tag", tags)
+        batch = [RunTag(str(k), str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
+        if batch:
+            self._client.log_batch(self.run_id, tags=batch, synchronous=True)
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Upload a local file or directory, refusing content that holds a secret env value."""
+        local = Path(path)
+        _check_file(local, _secret_env_values())
+        if local.is_dir():
+            self._client.log_artifacts(self.run_id, str(local), artifact_path)
+        else:
+            self._client.log_artifact(self.run_id, str(local), artifact_path)
+
+    def log_dict(self, obj: Any, artifact_file: str) -> None:
+        """Write a JSON/YAML artifact (by extension), refusing secret-named keys or values."""
+        _check_nested("artifact entry", obj, "", _secret_env_values())
+        self._client.log_dict(self.run_id, obj, artifact_file)
+
+    def log_figure(self, fig: Any, artifact_file: str) -> None:
+        """Save a matplotlib/plotly figure as an artifact of this run."""
+        self._client.log_figure(self.run_id, fig, artifact_file)
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow client wrapper: runs always end FINISHED/FAILED; registry uses aliases only."""
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    experiment: str = "trademl"
+
+    def client(self) -> MlflowClient:
+        """A client bound to the configured stores (never to process-global MLflow state)."""
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self._registry_uri())
+
+    def _registry_uri(self) -> str:
+        return self.registry_uri or self.tracking_uri
+
+    def _artifact_location(self) -> str | None:
+        """`mlartifacts/<experiment>` beside a sqlite db; the store's default otherwise."""
+        if not self.tracking_uri.startswith("sqlite:"):
+            return None
+        from sqlalchemy.engine import make_url
+
+        database = make_url(self.tracking_uri).database
+        if not database or database == ":memory:":
+            return None
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.experiment).strip("._") or "experiment"
+        return (Path(database).resolve().parent / "mlartifacts" / slug).as_uri()
+
+    def _experiment_id(self, client: MlflowClient) -> str:
+        """Id of the configured experiment, created on first use (safe against a racing creator)."""
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            try:
+                return client.create_experiment(self.experiment, self._artifact_location())
+            except MlflowException as e:
+                if e.error_code not in _EXISTS_CODES:
+                    raise
+                experiment = client.get_experiment_by_name(self.experiment)
+                assert experiment is not None
+        if experiment.lifecycle_stage != "active":
+            raise RuntimeError(
+                f"MLflow experiment {self.experiment!r} is deleted; restore it or purge it"
+            )
+        return experiment.experiment_id
+
+    @contextmanager
+    def start_run(
+        self,
+        *,
+        asset: str,
+        partition: str | None,
+        dagster_run_id: str,
+        data_fingerprint: str,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Iterator[TrackedRun]:
+        """Open a provenance-tagged run, active in the fluent API too (for `log_model`).
+
+        Ends FINISHED on normal exit, FAILED on any exception (which propagates).
+        """
+        if mlflow.active_run() is not None:
+            raise RuntimeError(
+                "a fluent MLflow run is already active in this thread; end it before start_run"
+            )
+        run_tags: dict[str, str] = {k: str(v) for k, v in (tags or {}).items()}
+        _check_mapping("tag", run_tags)
+        if run_name is not None:
+            check_not_secret("run name", "run_name", run_name)
+        run_tags.update(
+            {
+                "dagster.run_id": dagster_run_id,
+                "dagster.asset": asset,
+                "git.sha": git_sha(),
+                "data.fingerprint": data_fingerprint,
+            }
+        )
+        if partition is not None:
+            run_tags["dagster.partition"] = partition
+        default_name = asset if partition is None else f"{asset}@{partition}"
+        client = self.client()
+        experiment_id = self._experiment_id(client)
+        run = client.create_run(experiment_id, tags=run_tags, run_name=run_name or default_name)
+        run_id = run.info.run_id
+        try:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self._registry_uri())
+            mlflow.set_experiment(experiment_id=experiment_id)
+            mlflow.start_run(run_id=run_id)
+        except BaseException:
+            client.set_terminated(run_id, _FAILED)
+            raise
+        status = _FAILED
+        try:
+            yield TrackedRun(client, run_id, experiment_id)
+            status = _FINISHED
+        finally:
+            self._end(client, run_id, status)
+
+    @staticmethod
+    def _end(client: MlflowClient, run_id: str, status: str) -> None:
+        """Pop every fluent run this block left behind, then stamp our run's final status."""
+        try:
+            ended_ours = False
+            while (active := mlflow.active_run()) is not None:
+                ended_ours = ended_ours or active.info.run_id == run_id
+                mlflow.end_run(status)
+            if not ended_ours:
+                client.set_terminated(run_id, status)
+        except Exception:
+            if status == _FINISHED:
+                raise
+            # Keep the body's exception as the one that propagates.
+            logger.exception("could not mark MLflow run %s as %s", run_id, status)
+
+    def start_run_for(
+        self,
+        context: dg.AssetExecutionContext,
+        *,
+        data_fingerprint: str,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> AbstractContextManager[TrackedRun]:
+        """`start_run` with asset key, partition ("A...B" for ranges) and run id from Dagster."""
+        keys = sorted(context.selected_asset_keys, key=lambda k: k.to_user_string())
+        asset = ",".join("/".join(k.path) for k in keys) or "/".join(context.asset_key.path)
+        partition: str | None = None
+        if context.has_partition_key_range:
+            key_range = context.partition_key_range
+            partition = (
+                key_range.start
+                if key_range.start == key_range.end
+                else f"{key_range.start}...{key_range.end}"
+            )
+        elif context.has_partition_key:
+            partition = str(context.partition_key)
+        return self.start_run(
+            asset=asset,
+            partition=partition,
+            dagster_run_id=context.run_id,
+            data_fingerprint=data_fingerprint,
+            run_name=run_name,
+            tags=tags,
+        )
+
+    # ---- registry: aliases only, never stages -------------------------------------------
+
+    def register(self, run_id: str | None, model_uri_or_artifact_path: str, name: str) -> str:
+        """Create a version of `name` from a run's model (or a models:/ URI), alias challenger."""
+        client = self.client()
+        try:
+            client.create_registered_model(name)
+        except MlflowException as e:
+            if e.error_code not in _EXISTS_CODES:
+                raise
+        source, run_id, model_id = self._resolve_source(client, run_id, model_uri_or_artifact_path)
+        version = client.create_model_version(
+            name=name, source=source, run_id=run_id, model_id=model_id
+        )
+        if model_id is not None:
+            self._link_logged_model(client, model_id, name, str(version.version))
+        client.set_registered_model_alias(name, CHALLENGER, str(version.version))
+        return str(version.version)
+
+    @staticmethod
+    def _resolve_source(
+        client: MlflowClient, run_id: str | None, uri_or_path: str
+    ) -> tuple[str, str | None, str | None]:
+        """(storage source, run id, logged-model id), resolved with *our* client.
+
+        MLflow's sqlite registry resolves `models:/<id>` sources through a client on the global
+        tracking URI; passing the concrete artifact location avoids that hidden dependency.
+        """
+        if uri_or_path.startswith("models:/"):
+            ref = uri_or_path.removeprefix("models:/").strip("/")
+            if "/" in ref or "@" in ref:
+                if "@" in ref:
+                    model_name, alias = ref.rsplit("@", 1)
+                    mv = client.get_model_version_by_alias(model_name, alias)
+                else:
+                    model_name, ver = ref.split("/", 1)
+                    mv = client.get_model_version(model_name, ver)
+                source = client.get_model_version_download_uri(model_name, str(mv.version))
+                return source, run_id or mv.run_id, getattr(mv, "model_id", None)
+            logged = client.get_logged_model(ref)
+            return logged.artifact_location, run_id or logged.source_run_id, logged.model_id
+        if uri_or_path.startswith("runs:/"):
+            run_id, artifact_path = RunsArtifactRepository.parse_runs_uri(uri_or_path)
+        else:
+            if run_id is None:
+                raise ValueError("register needs a run_id when given an artifact path")
+            artifact_path = uri_or_path
+        artifact_path = (artifact_path or "").strip("/")
+        run = client.get_run(run_id)
+        # MLflow 3: `log_model(name=...)` creates a LoggedModel with its own artifact location.
+        # Check it first: listing a run's artifacts also lists its logged models' files.
+        if "'" in artifact_path:
+            raise ValueError(f"invalid model artifact path {artifact_path!r}")
+        candidates: list[LoggedModel] = []
+        page_token: str | None = None
+        while True:
+            page = client.search_logged_models(
+                [run.info.experiment_id],
+                filter_string=f"name = '{artifact_path}'",
+                page_token=page_token,
+            )
+            candidates += [m for m in page if m.source_run_id == run_id]
+            if not (page_token := page.token):
+                break
+        if candidates:
+            logged = max(candidates, key=lambda m: m.creation_timestamp)
+            return logged.artifact_location, run_id, logged.model_id
+        # MLflow 2 style: the model files live in the run's own artifacts.
+        listed = {f.path for f in client.list_artifacts(run_id, artifact_path)}
+        if f"{artifact_path}/MLmodel" not in listed:
+            raise ValueError(f"run {run_id} has no model logged under {artifact_path!r}")
+        return f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}", run_id, None
+
+    @staticmethod
+    def _link_logged_model(client: MlflowClient, model_id: str, name: str, version: str) -> None:
+        """Record the registered version on the logged model, as `mlflow.register_model` does."""
+        existing = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+        links = [*json.loads(existing or "[]"), {"name": name, "version": version}]
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
+
+    def alias_version(self, name: str, alias: str) -> ModelVersion | None:
+        """The version carrying `alias`, or None if the model or the alias does not exist."""
+        try:
+            return self.client().get_model_version_by_alias(name, alias)
+        except MlflowException as e:
+            # A missing model is RESOURCE_DOES_NOT_EXIST, but the sqlite registry reports a
+            # missing alias as INVALID_PARAMETER_VALUE ("... alias champion not found.").
+            if e.error_code == _DOES_NOT_EXIST or (
+                e.error_code == _INVALID and "not found" in e.message.lower()
+            ):
+                return None
+            raise
+
+    def promote(self, name: str, version: str | int, reasons: dict[str, str]) -> None:
+        """Make `version` champion (old champion → previous_champion), recording why."""
+        client = self.client()
+        version = str(version)
+        client.get_model_version(name, version)  # fail before moving anything
+        self._tag_version(client, name, version, "promotion", reasons)
+        current = self.alias_version(name, CHAMPION)
+        if current is not None and str(current.version) != version:
+            client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current.version))
+        client.set_registered_model_alias(name, CHAMPION, version)
+
+    def refuse(self, name: str, version: str | int, reasons: dict[str, str]) -> None:
+        """Record why a challenger was NOT promoted; no alias moves."""
+        client = self.client()
+        version = str(version)
+        client.get_model_version(name, version)
+        self._tag_version(client, name, version, "promotion.refused", reasons)
+
+    @staticmethod
+    def _tag_version(
+        client: MlflowClient, name: str, version: str, prefix: str, reasons: Mapping[str, str]
+    ) -> None:
+        tags = {f"{prefix}.{k}": str(v) for k, v in reasons.items()}
+        _check_mapping("model version tag", tags)
+        for key, value in tags.items():
+            client.set_model_version_tag(
+                name, version, key, value[:MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH]
+            )

@@ -1,0 +1,203 @@
+"""Typed settings: one YAML file per deployment, loaded once.
+
+`TRADEML_CONFIG` picks the YAML file (default: ``configs/<TRADEML_ENV>.yaml``),
+`TRADEML_HOME` roots the lake, Dagster home and MLflow store (default
+``./.trademl``), `TRADEML_ENV` picks the deployment wiring (local/gpu/prod).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+DEPLOYMENTS = ("local", "gpu", "prod")
+
+
+class ConfigError(ValueError):
+    """A settings file is missing, unreadable or holds an invalid value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlphaConfig(_Strict):
+    """The planted cross-sectional signal of the synthetic market."""
+
+    mode: Literal["planted", "noise"] = "planted"
+    feature: Literal["mom_20"] = "mom_20"
+    horizon: int = Field(5, ge=1, le=60)
+    target_ic: float = Field(0.05, ge=0.0, le=0.5)
+
+
+class DataConfig(_Strict):
+    """Where bars come from."""
+
+    source: Literal["synthetic", "files"] = "synthetic"
+    path: str | None = None
+    start: dt.date = dt.date(2019, 1, 2)
+    end: dt.date | None = None
+    symbols: int | list[str] = 100
+    seed: int = 7
+    missing_bar_rate: float = Field(0.002, ge=0.0, le=0.5)
+    alpha: AlphaConfig = AlphaConfig()
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_ok(cls, v: int | list[str]) -> int | list[str]:
+        if isinstance(v, int) and v < 2:
+            raise ValueError("data.symbols must be at least 2 (a cross-section needs two names)")
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError("data.symbols lists a symbol twice")
+        return v
+
+
+class CalendarConfig(_Strict):
+    """Exchange sessions define the partitions."""
+
+    exchange: str = "XNYS"
+    partitions_start: dt.date | None = None
+
+
+class QCConfig(_Strict):
+    """Thresholds of the bars quality checks (fractions of the session's rows)."""
+
+    universe_lookback: int = Field(10, ge=1)
+    coverage_yellow: float = 0.97
+    coverage_red: float = 0.80
+    zero_volume_red: float = 0.05
+    gap_lookback: int = Field(20, ge=2)
+    gap_symbols_red: float = 0.10
+
+
+class FeatureConfig(_Strict):
+    """Feature store settings."""
+
+    ffill_limit: int = Field(5, ge=0, le=20)
+    cross_sectional: list[str] = [
+        "mom_5",
+        "mom_20",
+        "mom_60",
+        "mom_126",
+        "mom_12_1",
+        "rvol_20",
+        "dd_252",
+        "bb_pos_20",
+        "beta_60",
+        "dollar_vol_20",
+    ]
+
+
+class TripleBarrierConfig(_Strict):
+    """AFML triple barrier: multiples of daily σ, holding limit in sessions."""
+
+    tp: float = Field(2.0, gt=0)
+    sl: float = Field(1.0, gt=0)
+    max_holding: int = Field(10, ge=1)
+    vol_window: int = Field(20, ge=2)
+    vertical_label: Literal["sign", "zero"] = "sign"
+
+
+class LabelConfig(_Strict):
+    """Forward-return and triple-barrier labels."""
+
+    horizon: int = Field(5, ge=1)
+    execution_lag: int = Field(1, ge=0)
+    price: Literal["open", "close"] = "open"
+    triple_barrier: TripleBarrierConfig = TripleBarrierConfig()
+
+
+class MlflowConfig(_Strict):
+    """Tracking/registry URIs; empty means sqlite under TRADEML_HOME."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    experiment: str = "trademl"
+
+
+class Settings(_Strict):
+    """Everything configurable, in one typed object."""
+
+    env: Literal["local", "gpu", "prod"] = "local"
+    home: Path = Path(".trademl")
+    data: DataConfig = DataConfig()
+    calendar: CalendarConfig = CalendarConfig()
+    qc: QCConfig = QCConfig()
+    features: FeatureConfig = FeatureConfig()
+    labels: LabelConfig = LabelConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @property
+    def lake_root(self) -> str:
+        return str(self.home / "lake")
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def partitions_start(self) -> dt.date:
+        return self.calendar.partitions_start or self.data.start
+
+
+def _resolve_home() -> Path:
+    return Path(os.environ.get("TRADEML_HOME", ".trademl")).expanduser().resolve()
+
+
+def _resolve_env() -> str:
+    env = os.environ.get("TRADEML_ENV", "local")
+    if env not in DEPLOYMENTS:
+        raise ConfigError(f"TRADEML_ENV={env!r}: expected one of {', '.join(DEPLOYMENTS)}")
+    return env
+
+
+def config_path() -> Path:
+    """The YAML file in force: TRADEML_CONFIG, else configs/<TRADEML_ENV>.yaml."""
+    explicit = os.environ.get("TRADEML_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    return CONFIG_DIR / f"{_resolve_env()}.yaml"
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load settings from `path` (or the file in force), cached per file content."""
+    p = Path(path).expanduser().resolve() if path else config_path()
+    if not p.exists():
+        raise ConfigError(f"{p}: settings file not found (set TRADEML_CONFIG to an existing YAML)")
+    text = p.read_text()
+    return _parse(str(p), text, _resolve_env(), str(_resolve_home()))
+
+
+@lru_cache(maxsize=16)
+def _parse(path: str, text: str, env: str, home: str) -> Settings:
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw.setdefault("env", env)
+    raw["home"] = home
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {errors}") from exc

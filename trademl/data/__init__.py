@@ -1,0 +1,1 @@
+"""Market data: exchange calendar, bar sources (synthetic, files) and quality control."""

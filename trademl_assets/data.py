@@ -1,0 +1,93 @@
+"""`bars`: daily bars per session from the configured source, with blocking QC checks."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from resources.lake import LakeResource
+from resources.settings import MarketDataResource, SettingsResource
+from trademl.data.bars import load_session_bars
+from trademl.data.quality import Status, qc_frame, worst
+from trademl.data.synthetic import SyntheticMarket
+from trademl_assets.metadata import frame_metadata, markdown_table
+from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
+
+QC_CHECK = "quality"
+QC_DESCRIPTION = (
+    "Per session: coverage of the active universe, valid prices, consistent OHLC, unique "
+    "(date, symbol), valid volume, history gaps, no off-calendar rows. RED blocks downstream."
+)
+
+
+@dg.asset(
+    partitions_def=SESSIONS,
+    backfill_policy=SINGLE_RUN,
+    group_name="data",
+    io_manager_key="lake",
+    check_specs=[
+        dg.AssetCheckSpec(QC_CHECK, asset="bars", blocking=True, description=QC_DESCRIPTION)
+    ],
+    metadata={"partition_column": "date"},
+    kinds={"polars", "parquet"},
+)
+def bars(
+    context: dg.AssetExecutionContext,
+    market_data: MarketDataResource,
+    settings: SettingsResource,
+    lake_store: LakeResource,
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """Adjusted daily OHLCV per (session, symbol) exactly as the source gave them.
+
+    Nothing is dropped or filled: the QC checks flag problems, and a RED session
+    stops every downstream asset (blocking checks).
+    """
+    sessions = sessions_of(context.partition_keys)
+    source = market_data.open()
+    batch = load_session_bars(source, market_data.calendar(), sessions, settings.get().qc)
+    meta = frame_metadata(batch.bars, len(sessions))
+    statuses = [q.status for q in batch.qc]
+    meta["qc_status"] = dg.MetadataValue.text(str(worst(statuses)))
+    meta["coverage_last_session"] = dg.MetadataValue.float(batch.qc[-1].results["coverage"].value)
+    if isinstance(source, SyntheticMarket):
+        truth = source.ground_truth(sessions[-1])
+        lake_store.lake.write_json("bars", "_ground_truth.json", truth)
+        meta["ground_truth"] = dg.MetadataValue.json(truth)
+    yield dg.Output(batch.bars, metadata=meta)
+
+    yield qc_check_result(qc_frame(batch.qc))
+
+
+def qc_check_result(table: pl.DataFrame) -> dg.AssetCheckResult:
+    """One blocking result for the run's sessions: ERROR if any session is RED, WARN if YELLOW."""
+    status = worst([Status(s) for s in table.get_column("status").to_list()])
+    flagged = table.filter(pl.col("status") != str(Status.GREEN))
+    per_rule = {
+        name: str(worst([Status(s) for s in grp.get_column("status").to_list()]))
+        for (name,), grp in table.group_by("rule", maintain_order=True)
+    }
+    sessions = table.get_column("session").n_unique()
+    red = flagged.filter(pl.col("status") == str(Status.RED))
+    red_sessions = red.get_column("session").n_unique()
+    desc = f"{status}: {red_sessions} RED of {sessions} sessions"
+    if red.height:
+        desc += "; " + "; ".join(
+            f"{r['session']} {r['rule']}: {r['message']}" for r in red.head(3).iter_rows(named=True)
+        )
+    return dg.AssetCheckResult(
+        check_name=QC_CHECK,
+        passed=status == Status.GREEN,
+        severity=dg.AssetCheckSeverity.ERROR
+        if status == Status.RED
+        else dg.AssetCheckSeverity.WARN,
+        description=desc,
+        metadata={
+            "status": str(status),
+            "rules": dg.MetadataValue.json(per_rule),
+            "red_sessions": red_sessions,
+            "yellow_sessions": flagged.filter(pl.col("status") == str(Status.YELLOW))
+            .get_column("session")
+            .n_unique(),
+            "flagged": dg.MetadataValue.md(markdown_table(flagged.head(20), n=20)),
+        },
+    )

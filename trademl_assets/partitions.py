@@ -1,0 +1,69 @@
+"""The one partitions module: exchange-session partitions and the named lookback mappings.
+
+Partition keys are sessions (YYYY-MM-DD). A session's partition exists from
+17:00 exchange time on that day (after the close), so the last partition is
+always the latest completed session. Lookbacks count sessions, not days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Sequence
+
+import dagster as dg
+
+from trademl.config import load_settings
+from trademl.data.calendar import SESSION_DONE_HOUR, SessionCalendar, get_calendar
+from trademl.features import required_history
+
+SETTINGS = load_settings()
+CALENDAR: SessionCalendar = get_calendar(
+    SETTINGS.calendar.exchange,
+    min(SETTINGS.data.start, SETTINGS.partitions_start) - dt.timedelta(days=45),
+)
+
+
+def _exclusions(cal: SessionCalendar, start: dt.date) -> list[dt.datetime]:
+    """Weekday ticks on which the exchange is closed (holidays, closures)."""
+    return [
+        dt.datetime.combine(d, dt.time(SESSION_DONE_HOUR))
+        for d in cal.non_session_weekdays(start, cal.last)
+    ]
+
+
+SESSIONS = dg.TimeWindowPartitionsDefinition(
+    start=SETTINGS.partitions_start.isoformat(),
+    fmt="%Y-%m-%d",
+    cron_schedule=f"0 {SESSION_DONE_HOUR} * * 1-5",
+    timezone=str(CALENDAR.tz),
+    end_offset=1,
+    exclusions=_exclusions(CALENDAR, SETTINGS.partitions_start),
+)
+
+#: Sessions of bars (including d) that make every feature at d exact.
+FEATURE_WINDOW = required_history(SETTINGS.features.ffill_limit)
+#: Sessions of bars (including d) behind the labels that become known at d.
+_lab = SETTINGS.labels
+LABEL_WINDOW = (
+    _lab.execution_lag
+    + max(_lab.triple_barrier.max_holding + _lab.triple_barrier.vol_window, _lab.horizon + 1)
+    + 1
+)
+
+with warnings.catch_warnings():
+    # allow_nonexistent_upstream_partitions is "beta"; the first sessions need truncated windows.
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    FEATURES_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(FEATURE_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+    LABELS_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(LABEL_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
+def sessions_of(keys: Sequence[str]) -> list[dt.date]:
+    """Partition keys → session dates (keys are produced by SESSIONS, so they are sessions)."""
+    return [dt.date.fromisoformat(k) for k in keys]

@@ -1,0 +1,54 @@
+"""The Dagster code location: `trademl_jobs.definitions:defs`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources.lake import LakeIOManager, LakeResource
+from resources.mlflow import MlflowResource
+from resources.settings import MarketDataResource, SettingsResource
+from trademl.config import Settings, config_path
+from trademl_assets import data, features, labels
+from trademl_assets.partitions import SETTINGS
+from trademl_jobs.jobs import daily_job, daily_schedule
+
+
+def executor_for(env: str) -> dg.ExecutorDefinition:
+    """The executor wiring of a deployment: in-process locally, a process per step elsewhere."""
+    if env == "local":
+        return dg.in_process_executor
+    if env == "gpu":
+        return dg.multiprocess_executor.configured({"max_concurrent": 2})
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError as exc:
+        raise RuntimeError(
+            "TRADEML_ENV=prod runs a pod per step and needs dagster-k8s: "
+            "pip install 'trademl[prod]'"
+        ) from exc
+    return k8s_job_executor
+
+
+def resources_for(settings: Settings) -> dict[str, object]:
+    """Resources built from the settings file in force."""
+    store = LakeResource(root=settings.lake_root)
+    return {
+        "lake": LakeIOManager(store=store),
+        "lake_store": store,
+        "settings": SettingsResource(config_path=str(config_path())),
+        "market_data": MarketDataResource.from_settings(settings),
+        "mlflow": MlflowResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            registry_uri=settings.mlflow.registry_uri,
+            experiment=settings.mlflow.experiment,
+        ),
+    }
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([data, features, labels]),
+    jobs=[daily_job],
+    schedules=[daily_schedule],
+    resources=resources_for(SETTINGS),
+    executor=executor_for(SETTINGS.env),
+)

@@ -1,0 +1,26 @@
+"""Prepare DAGSTER_HOME under TRADEML_HOME with the deployment's dagster.yaml."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from trademl.config import CONFIG_DIR, Settings, load_settings
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Create DAGSTER_HOME (default $TRADEML_HOME/dagster) and its dagster.yaml if missing."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists():
+        template = (CONFIG_DIR / f"dagster.{settings.env}.yaml").read_text()
+        tmp = target.with_suffix(".yaml.tmp")
+        tmp.write_text(template.replace("${TRADEML_HOME}", str(settings.home)))
+        tmp.replace(target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+if __name__ == "__main__":
+    print(ensure_dagster_home(load_settings()))
