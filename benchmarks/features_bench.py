@@ -16,6 +16,7 @@ import datetime as dt
 import gc
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -88,18 +89,44 @@ def synthetic_bars(n_symbols: int, years: int) -> tuple[pl.DataFrame, list[dt.da
     return bars, sessions, gen_s
 
 
-def timed(fn: Callable[[], Any], repeats: int, label: str) -> tuple[list[float], Any]:
-    """Run `fn` `repeats` times; the wall seconds of each run and the last result."""
-    times: list[float] = []
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Timing:
+    """Wall and CPU (user + sys, all threads) seconds of each run, and the 1-min load around."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.load_before = os.getloadavg()[0]
+        self.load_after = self.load_before
+
+    def extra(self, digits: int = 3) -> dict[str, Any]:
+        """Keys every timed result line carries."""
+        return {
+            "min_s": round(min(self.wall), digits),
+            "runs_s": [round(t, digits) for t in self.wall],
+            "cpu_s": [round(t, digits) for t in self.cpu],
+            "loadavg_1m": [round(self.load_before, 2), round(self.load_after, 2)],
+        }
+
+
+def timed(fn: Callable[[], Any], repeats: int, label: str) -> tuple[Timing, Any]:
+    """Run `fn` `repeats` times; its timings and the last result."""
+    timing = Timing()
     out: Any = None
     for i in range(repeats):
         out = None  # drop the previous result before the next run allocates its own
         gc.collect()
-        t0 = time.perf_counter()
+        c0, t0 = _cpu_s(), time.perf_counter()
         out = fn()
-        times.append(time.perf_counter() - t0)
-        log(f"  {label} run {i + 1}/{repeats}: {times[-1]:.2f} s")
-    return times, out
+        timing.wall.append(time.perf_counter() - t0)
+        timing.cpu.append(_cpu_s() - c0)
+        log(f"  {label} run {i + 1}/{repeats}: {timing.wall[-1]:.2f} s")
+    timing.load_after = os.getloadavg()[0]
+    return timing, out
 
 
 def _size(n_symbols: int, years: int) -> str:
@@ -172,29 +199,32 @@ def case_build(args: argparse.Namespace) -> None:
     gen_peak = peak_rss_mb()
     reset = reset_peak_rss()
     rss_before = current_rss_mb()
-    times, out = timed(lambda: _polars_build(bars, sessions), args.repeats, "polars build")
+    timing, out = timed(lambda: _polars_build(bars, sessions), args.repeats, "polars build")
     peak = peak_rss_mb()
-    wall = statistics.median(times)
+    wall = statistics.median(timing.wall)
     ok = wall <= args.target
     if args.rss_target_mb is not None:
         ok = ok and peak <= args.rss_target_mb
-    line = {
-        "target": args.target,
-        "rss_target_mb": args.rss_target_mb,
-        "pass": ok,
-        "rows": out.height,
-        "grid_rows": args.symbols * len(sessions),
-        "n_features": len(feature_names(FeatureConfig().cross_sectional)),
-        "symbols": args.symbols,
-        "sessions": len(sessions),
-        "peak_rss_mb": peak,
-        "peak_rss_scope": "build" if reset else "process",
-        "rss_before_build_mb": rss_before,
-        "gen_s": round(gen_s, 2),
-        "gen_peak_rss_mb": gen_peak,
-        "runs_s": [round(t, 3) for t in times],
-    }
-    emit(f"features_build_{_size(args.symbols, args.years)}", round(wall, 3), "s", **line)
+    emit(
+        f"features_build_{_size(args.symbols, args.years)}",
+        round(wall, 3),
+        "s",
+        target=args.target,
+        rss_target_mb=args.rss_target_mb,
+        **{"pass": ok},
+        rows=out.height,
+        grid_rows=args.symbols * len(sessions),
+        n_features=len(feature_names(FeatureConfig().cross_sectional)),
+        symbols=args.symbols,
+        sessions=len(sessions),
+        peak_rss_mb=peak,
+        peak_rss_scope="build" if reset else "process",
+        rss_before_build_mb=rss_before,
+        gen_s=round(gen_s, 2),
+        gen_peak_rss_mb=gen_peak,
+        polars_threads=pl.thread_pool_size(),
+        **timing.extra(),
+    )
 
 
 def case_pandas(args: argparse.Namespace) -> None:
@@ -206,7 +236,7 @@ def case_pandas(args: argparse.Namespace) -> None:
     cfg = FeatureConfig()
     gen_peak = peak_rss_mb()
     reset = reset_peak_rss()
-    times, ref = timed(
+    timing, ref = timed(
         lambda: build_features_pandas(
             bars_pd, sessions, cross_sectional=cfg.cross_sectional, ffill_limit=cfg.ffill_limit
         ),
@@ -217,7 +247,7 @@ def case_pandas(args: argparse.Namespace) -> None:
     size = _size(args.symbols, args.years)
     emit(
         f"features_pandas_{size}",
-        round(statistics.median(times), 3),
+        round(statistics.median(timing.wall), 3),
         "s",
         rows=len(ref),
         symbols=args.symbols,
@@ -226,14 +256,14 @@ def case_pandas(args: argparse.Namespace) -> None:
         peak_rss_scope="pandas build" if reset else "process",
         gen_s=round(gen_s, 2),
         gen_peak_rss_mb=gen_peak,
-        runs_s=[round(t, 3) for t in times],
+        **timing.extra(),
     )
     if not args.parity:
         return
     names = feature_names(cfg.cross_sectional)
     ref_pl = pl.from_pandas(ref).with_columns(pl.col("date").cast(pl.Date))
     del ref
-    pl_times, out = timed(lambda: _polars_build(bars, sessions), 1, "polars build (parity)")
+    pl_timing, out = timed(lambda: _polars_build(bars, sessions), 1, "polars build (parity)")
     report = compare(out, ref_pl, names)
     emit(
         "features_pandas_parity",
@@ -241,10 +271,10 @@ def case_pandas(args: argparse.Namespace) -> None:
         "scaled_diff",
         metric="max over rows of |polars - pandas| / max(1, |pandas|)",
         tol=PARITY_TOL,
-        size=size,
         **{"pass": report.pop("ok")},
+        size=size,
         **report,
-        polars_s_same_process=round(pl_times[0], 3),
+        polars_s_same_process=round(pl_timing.wall[0], 3),
     )
 
 
@@ -260,14 +290,14 @@ def case_incremental(args: argparse.Namespace) -> None:
     full = _polars_build(bars, sessions, out_sessions=[last])
     del bars
     reset = reset_peak_rss()
-    times, out = timed(
+    timing, out = timed(
         lambda: _polars_build(win_bars, window, out_sessions=[last]),
         args.repeats,
         "incremental",
     )
     peak = peak_rss_mb()
     exact = compare(out, full, feature_names(cfg.cross_sectional))
-    wall = statistics.median(times)
+    wall = statistics.median(timing.wall)
     emit(
         f"features_incremental_{args.symbols}",
         round(wall, 4),
@@ -278,14 +308,13 @@ def case_incremental(args: argparse.Namespace) -> None:
         window_sessions=len(window),
         window_bars=win_bars.height,
         rows=out.height,
-        max_s=round(max(times), 4),
-        runs_s=[round(t, 4) for t in times],
         peak_rss_mb=peak,
         peak_rss_scope="incremental" if reset else "process",
         matches_full_history=exact["ok"],
         full_history_max_diff=exact["max_scaled_diff"],
         full_history_worst_column=exact["worst_column"],
         gen_s=round(gen_s, 2),
+        **timing.extra(digits=4),
     )
 
 

@@ -106,14 +106,15 @@ def build_features_pandas(
     if out_sessions is not None:
         wanted = pd.DatetimeIndex(pd.to_datetime(list(out_sessions))).astype("datetime64[ns]")
         keep &= df["date"].isin(wanted)
-    out = pd.concat([df.loc[keep, ["date", "symbol"]], feats.loc[keep]], axis=1)
+    out = df.loc[keep, ["date", "symbol"]].join(feats.loc[keep])
+    del df, feats, mean20, std20, high_252, mx, my, mxy, myy  # free the grid before the xs pass
 
     by_date = out.groupby("date", sort=False)
-    xs_rank: dict[str, pd.Series] = {}
-    xs_z: dict[str, pd.Series] = {}
     for name in cross_sectional:
         col = by_date[name]
-        xs_rank[f"xs_rank_{name}"] = col.rank(method="average") / col.transform("count")
-        xs_z[f"xs_z_{name}"] = (out[name] - col.transform("mean")) / col.transform("std")
-    out = pd.concat([out, pd.DataFrame(xs_rank), pd.DataFrame(xs_z)], axis=1)
-    return out.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
+        out[f"xs_rank_{name}"] = col.rank(method="average") / col.transform("count")
+    for name in cross_sectional:
+        col = by_date[name]
+        out[f"xs_z_{name}"] = (out[name] - col.transform("mean")) / col.transform("std")
+    # Rows are in (symbol, date) order, so a stable sort on date gives (date, symbol).
+    return out.sort_values("date", kind="stable", ignore_index=True)

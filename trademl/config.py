@@ -76,6 +76,7 @@ class QCConfig(_Strict):
     zero_volume_red: float = 0.05
     gap_lookback: int = Field(20, ge=2)
     gap_symbols_red: float = 0.10
+    gap_min_names_red: int = Field(3, ge=1)
 
 
 class FeatureConfig(_Strict):

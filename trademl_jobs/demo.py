@@ -42,8 +42,10 @@ def _run(
     what = ", ".join(k.to_user_string() for k in kw.get("asset_selection", [])) or job.name
     print(f"  {what}: {keys[0]}…{keys[-1]} ({len(keys)} sessions) in {took:.1f}s", flush=True)
     if not result.success:
+        checks = [e.description for e in result.get_asset_check_evaluations() if not e.passed]
         failed = [e.message for e in result.all_events if e.is_failure]
-        raise SystemExit(f"demo run failed: {failed[-1] if failed else 'see the Dagster UI'}")
+        why = checks + failed[-1:] or ["see the Dagster UI"]
+        raise SystemExit("demo run failed: " + "\n  ".join(str(w) for w in why))
     return result
 
 

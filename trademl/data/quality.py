@@ -175,7 +175,8 @@ def rule_gaps(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
             f"{s} ({int(g)} missing)" for s, g, h in zip(ctx.symbols, gap, hit, strict=True) if h
         ]
         share = len(names) / max(n_today, 1)
-        status = Status.RED if share > ctx.cfg.gap_symbols_red else Status.YELLOW
+        many = share > ctx.cfg.gap_symbols_red and len(names) >= ctx.cfg.gap_min_names_red
+        status = Status.RED if many else Status.YELLOW
         more = f" (+{len(names) - 5} more)" if len(names) > 5 else ""
         out[i] = RuleResult(
             status,

@@ -1,0 +1,38 @@
+"""`make demo`'s entry point on a small market: runs, writes the lake and prints where."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.test_cli import REPO, _env
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_materializes_latest_session_and_reports_locations(tmp_path):
+    env = _env(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trademl_jobs.demo", "--history", "3"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    home = env["TRADEML_HOME"]
+    for where in ("lake", "reports", "MLflow store", "Dagster home"):
+        assert where in out
+    assert f"{home}/lake" in out and f"sqlite:///{home}/mlflow.db" in out
+    reports = list((tmp_path / "home" / "reports").glob("pipeline_*.json"))
+    assert len(reports) == 1
+    summary = json.loads(reports[0].read_text())
+    assert summary["feature_rows"] == summary["bars_rows"] >= 7
+    assert summary["features"] == 38
+    assert summary["qc"] in {"GREEN", "YELLOW"}
+    assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
