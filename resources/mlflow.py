@@ -5,6 +5,7 @@ Replaces dagster-mlflow's legacy `mlflow_tracking` resource, which leaves runs R
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -13,30 +14,17 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import mlflow
-from mlflow.entities import LoggedModel, Metric, Param, RunStatus, RunTag
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import (
-    ALREADY_EXISTS,
-    INVALID_PARAMETER_VALUE,
-    RESOURCE_ALREADY_EXISTS,
-    RESOURCE_DOES_NOT_EXIST,
-    ErrorCode,
-)
-from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
-from mlflow.utils.validation import (
-    MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH,
-    MAX_PARAM_VAL_LENGTH,
-    MAX_TAG_VAL_LENGTH,
-)
 
 from trademl.provenance import git_sha
+
+if TYPE_CHECKING:
+    from mlflow.entities import LoggedModel
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +37,31 @@ SECRET_NAME_RE = re.compile(r"secret|password|token|api[_-]?key|private", re.IGN
 # every value "false" because TOKENIZERS_PARALLELISM=false is set.
 _MIN_SECRET_LEN = 6
 _NOT_SECRETS = frozenset({"true", "false", "yes", "no", "on", "off", "none", "null", "enabled"})
-_FINISHED = RunStatus.to_string(RunStatus.FINISHED)
-_FAILED = RunStatus.to_string(RunStatus.FAILED)
-_DOES_NOT_EXIST = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
-_INVALID = ErrorCode.Name(INVALID_PARAMETER_VALUE)
-_EXISTS_CODES = frozenset(ErrorCode.Name(c) for c in (RESOURCE_ALREADY_EXISTS, ALREADY_EXISTS))
+
+
+# mlflow takes ~2 s to import, so it (and every constant taken from it) is loaded on first use:
+# loading the Dagster code location must not pay for it.
+@functools.cache
+def _mlflow() -> ModuleType:
+    import mlflow
+
+    return mlflow
+
+
+@functools.cache
+def _status(name: str) -> str:
+    """MLflow's string for `RunStatus.<name>` ("FINISHED", "FAILED")."""
+    from mlflow.entities import RunStatus
+
+    return RunStatus.to_string(getattr(RunStatus, name))
+
+
+@functools.cache
+def _codes(*names: str) -> frozenset[str]:
+    """`MlflowException.error_code` values of the named `databricks_pb2` error codes."""
+    from mlflow.protos import databricks_pb2 as pb
+
+    return frozenset(pb.ErrorCode.Name(getattr(pb, n)) for n in names)
 
 
 def _secret_env_values() -> list[str]:
@@ -138,6 +146,9 @@ class TrackedRun:
 
     def log_params(self, params: Mapping[str, object]) -> None:
         """Log params (stringified, truncated to MLflow's limit); refuse secret keys/values."""
+        from mlflow.entities import Param
+        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
         _check_mapping("param", params)
         batch = [Param(str(k), str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
         if batch:
@@ -145,6 +156,8 @@ class TrackedRun:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log metrics at one step; NaN and ±inf are stored as-is rather than raising."""
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         batch = [Metric(str(k), float(v), now, step or 0) for k, v in metrics.items()]
         if batch:
@@ -152,6 +165,9 @@ class TrackedRun:
 
     def set_tags(self, tags: Mapping[str, object]) -> None:
         """Set run tags (stringified, truncated to MLflow's limit); refuse secret keys/values."""
+        from mlflow.entities import RunTag
+        from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
         _check_mapping("tag", tags)
         batch = [RunTag(str(k), str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
         if batch:
@@ -185,7 +201,9 @@ class MlflowResource(dg.ConfigurableResource):
 
     def client(self) -> MlflowClient:
         """A client bound to the configured stores (never to process-global MLflow state)."""
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self._registry_uri())
+        return _mlflow().MlflowClient(
+            tracking_uri=self.tracking_uri, registry_uri=self._registry_uri()
+        )
 
     def _registry_uri(self) -> str:
         return self.registry_uri or self.tracking_uri
@@ -208,8 +226,8 @@ class MlflowResource(dg.ConfigurableResource):
         if experiment is None:
             try:
                 return client.create_experiment(self.experiment, self._artifact_location())
-            except MlflowException as e:
-                if e.error_code not in _EXISTS_CODES:
+            except _mlflow().MlflowException as e:
+                if e.error_code not in _codes("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                     raise
                 experiment = client.get_experiment_by_name(self.experiment)
                 assert experiment is not None
@@ -234,6 +252,7 @@ class MlflowResource(dg.ConfigurableResource):
 
         Ends FINISHED on normal exit, FAILED on any exception (which propagates).
         """
+        mlflow = _mlflow()
         if mlflow.active_run() is not None:
             raise RuntimeError(
                 "a fluent MLflow run is already active in this thread; end it before start_run"
@@ -263,18 +282,19 @@ class MlflowResource(dg.ConfigurableResource):
             mlflow.set_experiment(experiment_id=experiment_id)
             mlflow.start_run(run_id=run_id)
         except BaseException:
-            client.set_terminated(run_id, _FAILED)
+            client.set_terminated(run_id, _status("FAILED"))
             raise
-        status = _FAILED
+        status = _status("FAILED")
         try:
             yield TrackedRun(client, run_id, experiment_id)
-            status = _FINISHED
+            status = _status("FINISHED")
         finally:
             self._end(client, run_id, status)
 
     @staticmethod
     def _end(client: MlflowClient, run_id: str, status: str) -> None:
         """Pop every fluent run this block left behind, then stamp our run's final status."""
+        mlflow = _mlflow()
         try:
             ended_ours = False
             while (active := mlflow.active_run()) is not None:
@@ -283,7 +303,7 @@ class MlflowResource(dg.ConfigurableResource):
             if not ended_ours:
                 client.set_terminated(run_id, status)
         except Exception:
-            if status == _FINISHED:
+            if status == _status("FINISHED"):
                 raise
             # Keep the body's exception as the one that propagates.
             logger.exception("could not mark MLflow run %s as %s", run_id, status)
@@ -325,8 +345,8 @@ class MlflowResource(dg.ConfigurableResource):
         client = self.client()
         try:
             client.create_registered_model(name)
-        except MlflowException as e:
-            if e.error_code not in _EXISTS_CODES:
+        except _mlflow().MlflowException as e:
+            if e.error_code not in _codes("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
         source, run_id, model_id = self._resolve_source(client, run_id, model_uri_or_artifact_path)
         version = client.create_model_version(
@@ -360,6 +380,8 @@ class MlflowResource(dg.ConfigurableResource):
             logged = client.get_logged_model(ref)
             return logged.artifact_location, run_id or logged.source_run_id, logged.model_id
         if uri_or_path.startswith("runs:/"):
+            from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
             run_id, artifact_path = RunsArtifactRepository.parse_runs_uri(uri_or_path)
         else:
             if run_id is None:
@@ -394,6 +416,8 @@ class MlflowResource(dg.ConfigurableResource):
     @staticmethod
     def _link_logged_model(client: MlflowClient, model_id: str, name: str, version: str) -> None:
         """Record the registered version on the logged model, as `mlflow.register_model` does."""
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
         existing = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
         links = [*json.loads(existing or "[]"), {"name": name, "version": version}]
         client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
@@ -402,11 +426,12 @@ class MlflowResource(dg.ConfigurableResource):
         """The version carrying `alias`, or None if the model or the alias does not exist."""
         try:
             return self.client().get_model_version_by_alias(name, alias)
-        except MlflowException as e:
+        except _mlflow().MlflowException as e:
             # A missing model is RESOURCE_DOES_NOT_EXIST, but the sqlite registry reports a
             # missing alias as INVALID_PARAMETER_VALUE ("... alias champion not found.").
-            if e.error_code == _DOES_NOT_EXIST or (
-                e.error_code == _INVALID and "not found" in e.message.lower()
+            if e.error_code in _codes("RESOURCE_DOES_NOT_EXIST") or (
+                e.error_code in _codes("INVALID_PARAMETER_VALUE")
+                and "not found" in e.message.lower()
             ):
                 return None
             raise
@@ -433,6 +458,8 @@ class MlflowResource(dg.ConfigurableResource):
     def _tag_version(
         client: MlflowClient, name: str, version: str, prefix: str, reasons: Mapping[str, str]
     ) -> None:
+        from mlflow.utils.validation import MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
+
         tags = {f"{prefix}.{k}": str(v) for k, v in reasons.items()}
         _check_mapping("model version tag", tags)
         for key, value in tags.items():

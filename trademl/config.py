@@ -116,12 +116,48 @@ class LabelConfig(_Strict):
     triple_barrier: TripleBarrierConfig = TripleBarrierConfig()
 
 
+class PromotionConfig(_Strict):
+    """Bars a challenger must clear before `champion` moves (missing/NaN fails closed)."""
+
+    min_path_sharpe: float = 1.0
+    max_drawdown: float = 0.20
+    min_dsr: float = 0.95
+    max_pbo: float = 0.05
+    ic_margin_vs_champion: float = 0.0
+    ic_margin_vs_baseline: float = 0.005
+
+
+class EquitiesConfig(_Strict):
+    """The cross-sectional alpha sleeve: CPCV training, HPO budget, retraining."""
+
+    model: Literal["lgbm", "catboost"] = "lgbm"
+    label: str = "fwd_ret_5"
+    train_sessions: int = Field(756, ge=60)
+    n_groups: int = Field(8, ge=3)
+    n_test_groups: int = Field(2, ge=1)
+    embargo: int = Field(10, ge=0)
+    n_trials: int = Field(10, ge=1)
+    n_estimators: int = Field(200, ge=10)
+    half_life_months: float | None = 24.0
+    spread_bps: float = Field(5.0, ge=0)
+    baseline_feature: str = "mom_12_1"
+    live_ic_window: int = Field(60, ge=5)
+    live_ic_floor: float = 0.0
+    promotion: PromotionConfig = PromotionConfig()
+
+
 class MlflowConfig(_Strict):
     """Tracking/registry URIs; empty means sqlite under TRADEML_HOME."""
 
     tracking_uri: str | None = None
     registry_uri: str | None = None
     experiment: str = "trademl"
+
+
+class StorageConfig(_Strict):
+    """Where the lake lives: empty means $TRADEML_HOME/lake; s3://bucket/prefix works too."""
+
+    lake_root: str | None = None
 
 
 class Settings(_Strict):
@@ -134,11 +170,15 @@ class Settings(_Strict):
     qc: QCConfig = QCConfig()
     features: FeatureConfig = FeatureConfig()
     labels: LabelConfig = LabelConfig()
+    equities: EquitiesConfig = EquitiesConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    storage: StorageConfig = StorageConfig()
 
     @property
     def lake_root(self) -> str:
-        return str(self.home / "lake")
+        return (
+            os.environ.get("TRADEML_LAKE_ROOT") or self.storage.lake_root or str(self.home / "lake")
+        )
 
     @property
     def reports_dir(self) -> Path:

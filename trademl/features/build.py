@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 from trademl.features.registry import REGISTRY, feature_names
@@ -22,6 +23,24 @@ def _grid(bars: pl.LazyFrame, sessions: Sequence[dt.date]) -> pl.LazyFrame:
         .with_columns(pl.col("close").is_not_null().alias("has_bar"))
         .sort("symbol", "date")
     )
+
+
+def _market_return(ret_1: pl.Series, n_sessions: int) -> pl.Series:
+    """Equal-weight mean return per session, broadcast back to the (symbol × session) grid.
+
+    Computed in numpy on the [symbol, session] matrix: polars' per-group mean over a
+    symbol-sorted frame may add a session's values in a thread-dependent order, and
+    features must be bit-identical run to run.
+    """
+    if ret_1.len() % n_sessions:
+        raise ValueError(f"grid of {ret_1.len()} rows is not symbols × {n_sessions} sessions")
+    r = ret_1.to_numpy(allow_copy=True).astype(np.float64).reshape(-1, n_sessions)
+    valid = ~np.isnan(r)
+    count = valid.sum(axis=0)
+    total = np.where(valid, r, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mkt = np.where(count > 0, total / count, np.nan)
+    return pl.Series("mkt_ret", np.tile(mkt, r.shape[0])).fill_nan(None)
 
 
 def build_features(
@@ -64,7 +83,7 @@ def build_features(
     wanted = list(out_sessions) if out_sessions is not None else list(sessions)
     names = feature_names(list(cross_sectional))
     prev = pl.col("close_ff").shift(1).over("symbol")
-    frame = (
+    base = (
         _grid(lf, sessions)
         .with_columns(
             pl.col("close").forward_fill(limit=ffill_limit).over("symbol").alias("close_ff")
@@ -74,9 +93,14 @@ def build_features(
             pl.when("has_bar").then((pl.col("open") / prev).log()).alias("gap"),
             (pl.col("close") * pl.col("volume")).alias("dollar_volume"),
         )
-        .with_columns(pl.col("ret_1").mean().over("date").alias("mkt_ret"))
+        .collect()
+    )
+    frame = (
+        base.with_columns(_market_return(base.get_column("ret_1"), len(sessions)))
+        .lazy()
         .with_columns([f.expr().alias(f.name) for f in REGISTRY])
         .filter(pl.col("has_bar") & pl.col("date").is_in(pl.Series(wanted, dtype=pl.Date)))
+        .sort("date", "symbol")
     )
     xs: list[pl.Expr] = []
     for name in cross_sectional:
@@ -88,7 +112,6 @@ def build_features(
     out = (
         frame.with_columns(xs)
         .select(["date", "symbol", *[pl.col(n).cast(pl.Float64) for n in names]])
-        .sort("date", "symbol")
         .collect()
     )
     return out.with_columns([pl.col(n).fill_nan(None) for n in names])

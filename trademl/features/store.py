@@ -63,7 +63,7 @@ class FeatureStore:
             elif self.scaler == "standard":
                 c, s = float(col.mean()), float(col.std() or 0.0)
             else:
-                q1, q3 = col.quantile(0.25), col.quantile(0.75)
+                q1, q3 = col.quantile(0.25, "linear"), col.quantile(0.75, "linear")
                 c, s = float(col.median()), float((q3 - q1) * 0.7413)
             centers.append(c)
             scales.append(s if s > 0 and math.isfinite(s) else 1.0)

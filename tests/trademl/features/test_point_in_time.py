@@ -147,3 +147,11 @@ def test_revising_later_bars_does_not_change_earlier_features() -> None:
         after.filter(pl.col("date") <= d), before.filter(pl.col("date") <= d), "perturbed > d"
     )
     assert "ZNEW" not in after.filter(pl.col("date") <= d)["symbol"].to_list()
+
+
+def test_rebuilding_the_same_bars_is_bit_identical() -> None:
+    """Idempotence: the same bars and sessions give the same bits, run after run."""
+    bars = market_bars(5, 0.02)
+    first = features(bars, len(SESSIONS) - 1, 5)
+    for run in range(8):
+        assert_identical(features(bars, len(SESSIONS) - 1, 5), first, f"rebuild {run + 1}")

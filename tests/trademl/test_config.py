@@ -1,0 +1,178 @@
+"""Settings: one strict YAML file per deployment, picked and rooted by environment variables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from trademl.config import CONFIG_DIR, ConfigError, Settings, config_path, load_settings
+
+YAML = """\
+data:
+  source: synthetic
+  start: 2020-01-02
+  symbols: 30
+  seed: 11
+  alpha:
+    mode: noise
+features:
+  ffill_limit: 3
+labels:
+  horizon: 10
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for var in ("TRADEML_CONFIG", "TRADEML_ENV", "TRADEML_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write(tmp_path: Path, text: str, name: str = "settings.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def check_yaml_values(s: Settings) -> None:
+    assert s.data.source == "synthetic" and s.data.start == dt.date(2020, 1, 2)
+    assert s.data.symbols == 30 and s.data.seed == 11 and s.data.alpha.mode == "noise"
+    assert s.features.ffill_limit == 3 and s.labels.horizon == 10
+    # Everything not in the file keeps its default.
+    assert s.labels.execution_lag == 1 and s.qc == Settings().qc
+    assert s.data.alpha.target_ic == 0.05 and s.calendar.exchange == "XNYS"
+    assert s.env == "local"
+
+
+def test_load_from_a_path(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, YAML))
+    check_yaml_values(s)
+    assert s.partitions_start == dt.date(2020, 1, 2)  # falls back to data.start
+
+
+def test_load_from_trademl_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, YAML, "picked.yaml")
+    monkeypatch.setenv("TRADEML_CONFIG", str(path))
+    assert config_path() == path.resolve()
+    check_yaml_values(load_settings())
+
+
+def test_default_file_follows_trademl_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_path() == CONFIG_DIR / "local.yaml"
+    monkeypatch.setenv("TRADEML_ENV", "gpu")
+    assert config_path() == CONFIG_DIR / "gpu.yaml"
+
+
+def test_env_comes_from_trademl_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEML_ENV", "prod")
+    assert load_settings(write(tmp_path, YAML)).env == "prod"
+
+
+def test_home_defaults_to_dot_trademl_in_the_working_directory(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, YAML))
+    assert s.home == (tmp_path / ".trademl").resolve()
+    assert s.lake_root == str(s.home / "lake")
+    assert s.dagster_home == s.home / "dagster" and s.reports_dir == s.home / "reports"
+    assert s.mlflow_tracking_uri == f"sqlite:///{s.home / 'mlflow.db'}"
+
+
+def test_home_from_trademl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEML_HOME", str(tmp_path / "elsewhere" / ".." / "root"))
+    s = load_settings(write(tmp_path, YAML))
+    assert s.home == (tmp_path / "root").resolve() and s.home.is_absolute()
+    # A relative TRADEML_HOME resolves against the working directory; ~ expands.
+    monkeypatch.setenv("TRADEML_HOME", "rel/home")
+    assert load_settings(write(tmp_path, YAML)).home == (tmp_path / "rel" / "home").resolve()
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setenv("TRADEML_HOME", "~/th")
+    assert load_settings(write(tmp_path, YAML)).home == (tmp_path / "user" / "th").resolve()
+
+
+def test_explicit_mlflow_uri_wins(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, "mlflow:\n  tracking_uri: http://mlflow:5000\n"))
+    assert s.mlflow_tracking_uri == "http://mlflow:5000"
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, ""))
+    assert s.data == Settings().data and s.features == Settings().features
+
+
+def test_a_changed_file_is_reloaded(tmp_path: Path) -> None:
+    path = write(tmp_path, YAML)
+    assert load_settings(path).data.seed == 11
+    path.write_text(YAML.replace("seed: 11", "seed: 12"))
+    assert load_settings(path).data.seed == 12
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("dta:\n  source: synthetic\n", "dta"),
+        ("data:\n  sorce: synthetic\n", "data.sorce"),
+        ("data:\n  alpha:\n    strength: 2\n", "data.alpha.strength"),
+    ],
+)
+def test_unknown_key_names_the_key_path_and_the_file(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    msg = str(err.value)
+    assert f"{key}:" in msg and str(path.resolve()) in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("data:\n  source: foo\n", "data.source"),
+        ("data:\n  symbols: 1\n", "data.symbols"),
+        ("data:\n  symbols: [A, B, A]\n", "data.symbols"),
+        ("data:\n  missing_bar_rate: 0.9\n", "data.missing_bar_rate"),
+        ("features:\n  ffill_limit: -1\n", "features.ffill_limit"),
+        ("labels:\n  price: vwap\n", "labels.price"),
+        ("data:\n  start: not-a-date\n", "data.start"),
+    ],
+)
+def test_bad_value_raises_config_error(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
+        load_settings(path)
+    assert str(path.resolve()) in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path, "data: [unclosed\n"))
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(write(tmp_path, "- a\n- b\n"))
+
+
+def test_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.yaml")
+    monkeypatch.setenv("TRADEML_CONFIG", str(tmp_path / "gone.yaml"))
+    with pytest.raises(ConfigError, match=r"gone\.yaml"):
+        load_settings()
+
+
+def test_bogus_trademl_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEML_ENV", "bogus")
+    with pytest.raises(ConfigError, match="bogus"):
+        config_path()
+    with pytest.raises(ConfigError, match="TRADEML_ENV"):
+        load_settings(write(tmp_path, YAML))
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, YAML))
+    with pytest.raises(pydantic.ValidationError):
+        s.data.seed = 3  # type: ignore[misc]

@@ -1,0 +1,1 @@
+"""Models: scikit-learn-shaped estimators, sample weights and ONNX export, per sleeve."""

@@ -1,0 +1,241 @@
+"""CPCV training of the cross-sectional alpha: fit inside folds, Optuna over a grid, governance.
+
+Everything fit on data (scalers, model, hyperparameters) is fit on training folds only
+(honesty rule 5); the number of configurations tried is kept so DSR and PBO can deflate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import polars as pl
+
+from trademl.features.store import FeatureStore
+from trademl.models.equities.dataset import AlphaDataset
+from trademl.models.equities.estimators import make_estimator
+from trademl.models.equities.weights import time_decay_weights
+from trademl.validation.cpcv import CombinatorialPurgedCV
+from trademl.validation.metrics import (
+    dsr,
+    ic_by_session,
+    ic_summary,
+    long_short_returns,
+    max_drawdown,
+    pbo,
+    sharpe,
+)
+
+LGBM_GRID: dict[str, list[Any]] = {
+    "num_leaves": [31, 63, 127],
+    "max_depth": [-1, 7, 11],
+    "learning_rate": [0.01, 0.05, 0.1],
+    "min_data_in_leaf": [50, 200],
+    "colsample": [0.6, 0.9],
+    "subsample": [0.6, 0.9],
+    "l1": [0.0, 10.0],
+    "l2": [0.0, 10.0],
+}
+CATBOOST_GRID: dict[str, list[Any]] = {
+    "depth": [4, 6, 8],
+    "learning_rate": [0.01, 0.05, 0.1],
+    "l2_leaf_reg": [1.0, 3.0, 10.0],
+    "rsm": [0.6, 0.9],
+    "subsample": [0.6, 0.9],
+}
+GRIDS = {"lgbm": LGBM_GRID, "catboost": CATBOOST_GRID}
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """Out-of-fold predictions per backtest path and where the time went."""
+
+    oof: np.ndarray  # [n_paths, n_samples]
+    fit_seconds: float
+    total_seconds: float
+
+    @property
+    def mean_prediction(self) -> np.ndarray:
+        return self.oof.mean(axis=0)
+
+
+def cross_validate(
+    ds: AlphaDataset,
+    cv: CombinatorialPurgedCV,
+    make_model: Callable[[], Any],
+    *,
+    half_life_months: float | None = None,
+) -> CVResult:
+    """CPCV: per split, fit the FeatureStore and the model on the (purged) training rows only."""
+    t0 = time.perf_counter()
+    fit_s = 0.0
+    preds: list[np.ndarray] = []
+    y = ds.y
+    for train, test in cv.split(ds.session, ds.t1):
+        tr, te = ds.frame[train], ds.frame[test]
+        f0 = time.perf_counter()
+        store = FeatureStore(features=ds.feature_names).fit(tr)
+        w = time_decay_weights(ds.dates[train], half_life_months=half_life_months)
+        model = make_model().fit(store.transform(tr), y[train], sample_weight=w)
+        preds.append(np.asarray(model.predict(store.transform(te)), dtype=np.float64))
+        fit_s += time.perf_counter() - f0
+    oof = cv.assemble_paths(ds.session, ds.t1, preds)
+    return CVResult(oof=oof, fit_seconds=fit_s, total_seconds=time.perf_counter() - t0)
+
+
+def path_metrics(
+    ds: AlphaDataset, oof: np.ndarray, *, horizon: int, spread_bps: float
+) -> dict[str, Any]:
+    """Rank IC per path and Sharpe/drawdown of the long-short quintile book per path.
+
+    Label windows overlap from one session to the next, so Sharpe and drawdown use every
+    `horizon`-th session only (non-overlapping periods, `252/horizon` a year).
+    """
+    y, sess = ds.y, ds.session
+    keep_sessions = np.unique(sess)[::horizon]
+    keep = np.isin(sess, keep_sessions)
+    rank_ics, sharpes, drawdowns, returns = [], [], [], []
+    for p in range(oof.shape[0]):
+        per = ic_by_session(oof[p], y, sess)
+        rank_ics.append(ic_summary(per)["rank_ic"]["mean"])
+        ls = long_short_returns(oof[p][keep], y[keep], sess[keep], spread_bps=spread_bps)
+        r = np.asarray(ls.get_column("ret").to_numpy() if isinstance(ls, pl.DataFrame) else ls)
+        returns.append(r)
+        sharpes.append(sharpe(r, periods_per_year=252 / horizon))
+        drawdowns.append(max_drawdown(r))
+    return {
+        "rank_ic_by_path": rank_ics,
+        "rank_ic": float(np.mean(rank_ics)),
+        "sharpe_by_path": sharpes,
+        "path_sharpe_median": float(np.median(sharpes)),
+        "max_drawdown_by_path": drawdowns,
+        "max_drawdown": float(np.max(drawdowns)),
+        "returns_by_path": returns,
+    }
+
+
+@dataclass
+class HPOResult:
+    """Every configuration tried (for DSR/PBO) and the best one by mean CPCV rank IC."""
+
+    kind: str
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_value: float = float("nan")
+    best_cv: CVResult | None = None
+    trial_returns: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials)
+
+
+def run_hpo(
+    ds: AlphaDataset,
+    cv: CombinatorialPurgedCV,
+    *,
+    kind: str = "lgbm",
+    n_trials: int = 10,
+    base_params: dict[str, Any] | None = None,
+    half_life_months: float | None = None,
+    horizon: int = 5,
+    spread_bps: float = 5.0,
+    seed: int = 7,
+    progress: Callable[[int, float], None] | None = None,
+) -> HPOResult:
+    """Optuna TPE (seeded) over the grid; objective = mean CPCV rank IC over paths."""
+    grid = GRIDS[kind]
+    out = HPOResult(kind=kind)
+    base = dict(base_params or {})
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**base, **{k: trial.suggest_categorical(k, v) for k, v in grid.items()}}
+        res = cross_validate(
+            ds, cv, lambda: make_estimator(kind, params), half_life_months=half_life_months
+        )
+        m = path_metrics(ds, res.oof, horizon=horizon, spread_bps=spread_bps)
+        value = m["rank_ic"]
+        out.trials.append({"number": trial.number, "params": params, "rank_ic": value})
+        out.trial_returns.append(np.mean(np.vstack(m["returns_by_path"]), axis=0))
+        if not math.isfinite(out.best_value) or value > out.best_value:
+            out.best_value, out.best_params, out.best_cv = value, params, res
+        if progress:
+            progress(trial.number, value)
+        return value if math.isfinite(value) else -1.0
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials)
+    return out
+
+
+def governance(
+    ds: AlphaDataset,
+    hpo: HPOResult,
+    *,
+    horizon: int,
+    spread_bps: float,
+    baseline_feature: str = "mom_12_1",
+) -> dict[str, Any]:
+    """Metrics the promotion gate reads; NaN where the data cannot support a number."""
+    assert hpo.best_cv is not None
+    m = path_metrics(ds, hpo.best_cv.oof, horizon=horizon, spread_bps=spread_bps)
+    # the median path's returns are the representative backtest for PSR/DSR
+    order = np.argsort(m["sharpe_by_path"])
+    r = m["returns_by_path"][order[len(order) // 2]]
+    ppy = 252 / horizon
+    trial_sr = [sharpe(t, periods_per_year=1.0) for t in hpo.trial_returns if len(t) > 1]
+    var_sr = float(np.var(trial_sr, ddof=1)) if len(trial_sr) > 1 else float("nan")
+    sr = sharpe(r, periods_per_year=1.0)
+    skew, kurt = _moments(r)
+    deflated = dsr(
+        sr, len(r), skew, kurt, max(hpo.n_trials, 1), var_sr if hpo.n_trials > 1 else 0.0
+    )
+    pbo_value = (
+        pbo(np.column_stack(hpo.trial_returns), n_partitions=_partitions(len(r))).pbo
+        if hpo.n_trials > 1
+        else float("nan")
+    )
+    base = (
+        ds.frame.get_column(baseline_feature).to_numpy()
+        if baseline_feature in ds.frame.columns
+        else None
+    )
+    base_ic = (
+        ic_summary(ic_by_session(np.nan_to_num(base, nan=0.0), ds.y, ds.session))["rank_ic"]["mean"]
+        if base is not None
+        else float("nan")
+    )
+    return {
+        "oos_rank_ic": m["rank_ic"],
+        "rank_ic_by_path": m["rank_ic_by_path"],
+        "path_sharpe_median": m["path_sharpe_median"],
+        "sharpe_by_path": m["sharpe_by_path"],
+        "max_drawdown": m["max_drawdown"],
+        "sharpe_annual": sr * math.sqrt(ppy),
+        "dsr": deflated,
+        "pbo": pbo_value,
+        "n_trials": hpo.n_trials,
+        "baseline_rank_ic": base_ic,
+        "baseline_feature": baseline_feature,
+    }
+
+
+def _moments(r: np.ndarray) -> tuple[float, float]:
+    """Skewness and (non-excess) kurtosis of a return series."""
+    r = np.asarray(r, dtype=float)
+    if r.size < 3 or np.std(r) == 0:
+        return float("nan"), float("nan")
+    z = (r - r.mean()) / r.std()
+    return float(np.mean(z**3)), float(np.mean(z**4))
+
+
+def _partitions(n_rows: int) -> int:
+    """CSCV blocks: 16 when the series allows, else the largest even number ≥ 2."""
+    s = min(16, n_rows // 4)
+    return max(2, s - s % 2)
