@@ -187,6 +187,21 @@ class TrackedRun:
         _check_nested("artifact entry", obj, "", _secret_env_values())
         self._client.log_dict(self.run_id, obj, artifact_file)
 
+    def log_onnx_model(self, onnx_bytes: bytes, name: str = "model") -> str:
+        """Log an ONNX graph as an MLflow 3 model (`log_model(name=…)`) of this active run.
+
+        Only inside `start_run`, where this run is the active fluent run.
+        """
+        import mlflow.onnx
+        import onnx
+
+        active = _mlflow().active_run()
+        if active is None or active.info.run_id != self.run_id:
+            raise RuntimeError("log_onnx_model must be called inside this run's start_run block")
+        proto = onnx.load_model_from_string(onnx_bytes)
+        info = mlflow.onnx.log_model(proto, name=name, pip_requirements=["onnxruntime", "numpy"])
+        return info.model_uri
+
     def log_figure(self, fig: Any, artifact_file: str) -> None:
         """Save a matplotlib/plotly figure as an artifact of this run."""
         self._client.log_figure(self.run_id, fig, artifact_file)

@@ -61,6 +61,12 @@ with warnings.catch_warnings():
         start_offset=-(LABEL_WINDOW - 1), allow_nonexistent_upstream_partitions=True
     )
 
+    #: Sessions of features and labels a training snapshot as of d reads (d included).
+    TRAIN_WINDOW = SETTINGS.equities.train_sessions
+    TRAIN_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(TRAIN_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 

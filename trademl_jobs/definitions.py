@@ -8,9 +8,14 @@ from resources.lake import LakeIOManager, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.config import Settings, config_path
-from trademl_assets import data, features, labels
+from trademl_assets import data, equities, features, labels
 from trademl_assets.partitions import SETTINGS
-from trademl_jobs.jobs import daily_job, daily_schedule
+from trademl_jobs.jobs import (
+    daily_job,
+    daily_schedule,
+    equities_train_job,
+    weekly_retrain_schedule,
+)
 
 
 def executor_for(env: str) -> dg.ExecutorDefinition:
@@ -46,9 +51,9 @@ def resources_for(settings: Settings) -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data, features, labels]),
-    jobs=[daily_job],
-    schedules=[daily_schedule],
+    assets=dg.load_assets_from_modules([data, features, labels, equities]),
+    jobs=[daily_job, equities_train_job],
+    schedules=[daily_schedule, weekly_retrain_schedule],
     resources=resources_for(SETTINGS),
     executor=executor_for(SETTINGS.env),
 )

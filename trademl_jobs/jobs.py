@@ -4,14 +4,36 @@ import dagster as dg
 
 from trademl_assets.partitions import CALENDAR, SESSIONS
 
-DAILY_SELECTION = dg.AssetSelection.groups("data", "features")
+DAILY_SELECTION = dg.AssetSelection.groups("data", "features") | dg.AssetSelection.assets(
+    "equities_xs_scores"
+)
+TRAIN_SELECTION = dg.AssetSelection.assets("equities_xs_model", "equities_xs_champion")
 
 daily_job = dg.define_asset_job(
     "daily",
     selection=DAILY_SELECTION,
     partitions_def=SESSIONS,
-    description="Bars, QC, features and labels of one session (or a range, as a single run).",
+    description="Bars, QC, features, labels and champion scores of one session (or a range).",
 )
+
+equities_train_job = dg.define_asset_job(
+    "equities_train",
+    selection=TRAIN_SELECTION,
+    partitions_def=SESSIONS,
+    description="Train the equities alpha as of a session (CPCV + HPO), gate and promote it.",
+)
+
+
+@dg.schedule(
+    job=equities_train_job,
+    cron_schedule="0 19 * * 5",
+    execution_timezone=str(CALENDAR.tz),
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every Friday evening: retrain as of the latest completed session."""
+    session = CALENDAR.latest_completed_session(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=f"retrain-{session}", partition_key=session.isoformat())
 
 
 @dg.schedule(

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.integration
 
 def _env(tmp_path: Path) -> dict[str, str]:
     cfg = tmp_path / "small.yaml"
-    cfg.write_text("data:\n  source: synthetic\n  symbols: 8\n  start: 2019-01-02\n  seed: 11\n")
+    cfg.write_text(
+        "data:\n  source: synthetic\n  symbols: 8\n  start: 2019-01-02\n  seed: 11\n"
+        "equities:\n  train_sessions: 120\n  n_trials: 2\n  n_estimators: 30\n"
+        "  n_groups: 4\n  n_test_groups: 1\n  embargo: 5\n"
+    )
     home = tmp_path / "home"
     (home / "dagster").mkdir(parents=True)
     return {

@@ -35,4 +35,12 @@ def test_demo_materializes_latest_session_and_reports_locations(tmp_path):
     assert summary["feature_rows"] == summary["bars_rows"] >= 7
     assert summary["features"] == 38
     assert summary["qc"] in {"GREEN", "YELLOW"}
+    # trained, registered and judged; promoted or refused with reasons, never silently
+    model = summary["equities_xs"]
+    assert model["version"] == "1"
+    assert model["why"]
+    if model["promoted"]:
+        assert summary["scored_by"] == ["1"] and summary["scores_rows"] == summary["bars_rows"]
+    else:
+        assert "fails" in model["why"] and summary["scores_rows"] == 0
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()

@@ -1,0 +1,114 @@
+"""Equities sleeve as assets: train → gate → promote → score, with a real MLflow store."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from resources.lake import Lake, LakeIOManager, LakeResource
+from resources.mlflow import MlflowResource
+from resources.settings import MarketDataResource, SettingsResource
+from tests.trademl_assets.conftest import RANGE_END, RANGE_START
+from trademl_assets.data import bars
+from trademl_assets.equities import equities_xs_champion, equities_xs_model, equities_xs_scores
+from trademl_assets.features import features
+from trademl_assets.labels import labels
+from trademl_assets.partitions import SESSIONS
+
+KEYS = SESSIONS.get_partition_keys()[:300]
+ASSETS = [bars, features, labels, equities_xs_model, equities_xs_champion, equities_xs_scores]
+TRAIN = """
+equities:
+  n_trials: 2
+  n_estimators: 40
+  n_groups: 4
+  n_test_groups: 1
+  embargo: 5
+  half_life_months: null
+  promotion: {promotion}
+"""
+LENIENT = (
+    "{min_path_sharpe: -100, max_drawdown: 1.0, min_dsr: 0.0, max_pbo: 1.0, "
+    "ic_margin_vs_baseline: -1.0}"
+)
+STRICT = "{min_path_sharpe: 50.0}"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("equities")
+    store = LakeResource(root=str(home / "lake"))
+    base = {
+        "lake": LakeIOManager(store=store),
+        "lake_store": store,
+        "market_data": MarketDataResource(n_symbols=30, seed=4, target_ic=0.15),
+        "mlflow": MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}"),
+    }
+    result = _run(base, home, KEYS, ["bars", "features", "labels"], LENIENT)
+    assert result.success
+    return base, home
+
+
+def _run(base, home, keys, selection, promotion, raise_on_error=True):
+    cfg = home / f"cfg_{abs(hash(promotion))}.yaml"
+    cfg.write_text(TRAIN.format(promotion=promotion))
+    tags = {RANGE_START: keys[0], RANGE_END: keys[-1]} if len(keys) > 1 else {}
+    return dg.materialize(
+        ASSETS,
+        selection=selection,
+        partition_key=keys[0] if len(keys) == 1 else None,
+        tags=tags,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={**base, "settings": SettingsResource(config_path=str(cfg))},
+        raise_on_error=raise_on_error,
+    )
+
+
+def test_train_promote_score_then_a_failing_gate_moves_nothing(env):
+    base, home = env
+    as_of = KEYS[-1]
+    mlflow: MlflowResource = base["mlflow"]
+    first = _run(base, home, [as_of], ["equities_xs_model", "equities_xs_champion"], LENIENT)
+    assert first.success
+    (gate,) = first.get_asset_check_evaluations()
+    assert gate.passed and gate.check_name == "promotion_gate"
+    assert str(mlflow.alias_version("equities_xs", "champion").version) == "1"
+    run = mlflow.client().get_run(mlflow.alias_version("equities_xs", "champion").run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dagster.partition"] == as_of
+    assert run.data.metrics["oos_rank_ic"] > 0.03  # planted rank IC ≈ 0.15
+    bundle = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "bundle")}
+    for name in ("model.onnx", "model.native", "features.json", "feature_list.json", "oof.parquet"):
+        assert f"bundle/{name}" in bundle, bundle
+
+    scored = _run(base, home, [as_of], ["equities_xs_scores"], LENIENT)
+    assert scored.success
+    lake = Lake(home / "lake")
+    scores = lake.scan("equities_xs_scores", [as_of]).collect()
+    bars_today = lake.scan("bars", [as_of]).collect()
+    assert scores.height == bars_today.height
+    assert scores.get_column("model_version").unique().to_list() == ["1"]
+    assert scores.get_column("score").is_finite().all()
+    # a session before any promotion has no champion as of its date: no scores, no look-ahead
+    early = _run(base, home, [KEYS[-5]], ["equities_xs_scores"], LENIENT)
+    assert early.success
+    assert lake.scan("equities_xs_scores", [KEYS[-5]]).collect().height == 0
+
+    second = _run(
+        base, home, [as_of], ["equities_xs_model", "equities_xs_champion"], STRICT,
+        raise_on_error=False,
+    )  # fmt: skip
+    (gate,) = second.get_asset_check_evaluations()
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    assert "path_sharpe_median" in gate.description
+    materialized = {e.asset_key.to_user_string() for e in second.get_asset_materialization_events()}
+    assert materialized == {"equities_xs_model"}  # the promotion step never ran
+    assert str(mlflow.alias_version("equities_xs", "champion").version) == "1"
+    assert str(mlflow.alias_version("equities_xs", "challenger").version) == "2"
+    refused = mlflow.client().get_model_version("equities_xs", "2").tags
+    assert any(k.startswith("promotion.refused") for k in refused)
+    row = lake.scan("equities_xs_model", [as_of]).collect()
+    assert row.get_column("version").to_list() == ["2"]
+    assert not row.get_column("passed_gate").item()
+    assert isinstance(row, pl.DataFrame)

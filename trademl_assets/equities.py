@@ -1,0 +1,248 @@
+"""Equities sleeve: CPCV-trained alpha snapshots, promotion through blocking checks, scores."""
+
+import base64
+import io
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from resources.lake import LakeResource
+from resources.mlflow import CHAMPION, MlflowResource
+from resources.settings import SettingsResource
+from trademl.features import feature_names
+from trademl.models.equities.bundle import BundleScorer, save_bundle
+from trademl.models.equities.pipeline import train_snapshot
+from trademl.models.equities.plots import path_sharpe_hist, rank_ic_by_year
+from trademl.models.equities.promotion import PromotionPolicy, decide
+from trademl.provenance import data_fingerprint
+from trademl_assets.partitions import CALENDAR, SESSIONS, SINGLE_RUN, TRAIN_LOOKBACK, sessions_of
+
+MODEL_NAME = "equities_xs"
+GATE = "promotion_gate"
+SCALARS = ("oos_rank_ic", "path_sharpe_median", "max_drawdown", "dsr", "pbo", "baseline_rank_ic")
+
+
+def _png(fig) -> dg.MetadataValue:
+    """A matplotlib figure as an inline PNG the Dagster UI renders."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return dg.MetadataValue.md(
+        f"![plot](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+    )
+
+
+@dg.asset(
+    partitions_def=SESSIONS,
+    backfill_policy=SINGLE_RUN,
+    group_name="equities",
+    io_manager_key="lake",
+    ins={
+        "features": dg.AssetIn(partition_mapping=TRAIN_LOOKBACK),
+        "labels": dg.AssetIn(partition_mapping=TRAIN_LOOKBACK),
+    },
+    check_specs=[
+        dg.AssetCheckSpec(
+            GATE,
+            asset="equities_xs_model",
+            blocking=True,
+            description="Promotion bars (path Sharpe, drawdown, DSR, PBO, rank IC vs baseline and "
+            "champion); a failure stops promotion, and NaN fails closed.",
+        )
+    ],
+    metadata={"partition_column": "date"},
+    kinds={"lightgbm", "mlflow"},
+)
+def equities_xs_model(
+    context: dg.AssetExecutionContext,
+    features: pl.LazyFrame,
+    labels: pl.LazyFrame,
+    settings: SettingsResource,
+    mlflow: MlflowResource,
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """The cross-sectional alpha as of each session: trained on labels known by then.
+
+    Logs the run to MLflow (metrics, params, ONNX + native model, features.json, OOF),
+    registers a new `equities_xs` version with alias `challenger`, and judges it.
+    """
+    s = settings.get()
+    cfg = s.equities
+    names = feature_names(s.features.cross_sectional)
+    rows = []
+    decisions = []
+    for as_of in sessions_of(context.partition_keys):
+        snap = train_snapshot(
+            features,
+            labels,
+            as_of=as_of,
+            sessions=CALENDAR.sessions,
+            feature_names=names,
+            cfg=cfg,
+            horizon=s.labels.horizon,
+            seed=s.data.seed,
+            progress=lambda n, v: context.log.info(f"HPO trial {n}: CPCV rank IC {v:.4f}"),
+        )
+        champ = mlflow.alias_version(MODEL_NAME, CHAMPION)
+        champ_metrics = mlflow.client().get_run(champ.run_id).data.metrics if champ else None
+        decision = decide(
+            snap.metrics, champ_metrics, PromotionPolicy(**cfg.promotion.model_dump())
+        )
+        fingerprint = data_fingerprint(snap.oof.select("date", "symbol", "y"))
+        with mlflow.start_run_for(
+            context, data_fingerprint=fingerprint, run_name=f"{MODEL_NAME}@{as_of}"
+        ) as run:
+            run.log_params(
+                {"kind": snap.kind, "as_of": as_of, "n_trials": snap.hpo.n_trials, **snap.params}
+            )
+            run.log_metrics({k: float(snap.metrics[k]) for k in SCALARS})
+            run.log_metrics({"n_rows": snap.n_rows, "n_trials": snap.hpo.n_trials})
+            with tempfile.TemporaryDirectory() as tmp:
+                bundle = save_bundle(
+                    Path(tmp) / "model",
+                    onnx_bytes=snap.onnx_bytes,
+                    native_bytes=snap.native_bytes,
+                    store=snap.store,
+                    training_cfg=snap.training_cfg(cfg),
+                    oof=snap.oof,
+                )
+                run.log_artifact(bundle, artifact_path="bundle")
+            run.log_onnx_model(snap.onnx_bytes, name="model")
+            fig_ic = rank_ic_by_year(snap.rank_ic_per_session)
+            fig_sr = path_sharpe_hist(snap.metrics["sharpe_by_path"])
+            run.log_figure(fig_ic, "plots/rank_ic_by_year.png")
+            run.log_figure(fig_sr, "plots/path_sharpe.png")
+            run_id = run.run_id
+        version = mlflow.register(run_id, "model", MODEL_NAME)
+        if not decision.promote:
+            mlflow.refuse(MODEL_NAME, version, decision.reasons())
+        decisions.append((as_of, decision))
+        rows.append(
+            {
+                "date": as_of,
+                "model": MODEL_NAME,
+                "version": version,
+                "run_id": run_id,
+                "passed_gate": decision.promote,
+                **{k: float(snap.metrics[k]) for k in SCALARS},
+                "n_trials": snap.hpo.n_trials,
+            }
+        )
+    out = pl.DataFrame(rows).with_columns(pl.col("date").cast(pl.Date))
+    last = decisions[-1][1]
+    yield dg.Output(
+        out,
+        metadata={
+            "version": rows[-1]["version"],
+            **{k: dg.MetadataValue.float(rows[-1][k]) for k in SCALARS},
+            "rank_ic_by_year": _png(fig_ic),
+            "path_sharpe": _png(fig_sr),
+        },
+    )
+    failed = [(d, c) for d, dec in decisions for c in dec.checks if not c.passed]
+    yield dg.AssetCheckResult(
+        check_name=GATE,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(f"{d}: {c.reason}" for d, c in failed[:6]) or "every bar passed",
+        metadata={name: reason for name, reason in last.reasons().items()},
+    )
+
+
+@dg.asset(
+    partitions_def=SESSIONS,
+    backfill_policy=SINGLE_RUN,
+    group_name="equities",
+    io_manager_key="lake",
+    metadata={"partition_column": "date"},
+    kinds={"mlflow"},
+)
+def equities_xs_champion(
+    context: dg.AssetExecutionContext, equities_xs_model: pl.DataFrame, mlflow: MlflowResource
+) -> dg.Output[pl.DataFrame]:
+    """Moves `champion` to the snapshot that passed its blocking promotion gate."""
+    rows = []
+    for row in equities_xs_model.sort("date").iter_rows(named=True):
+        before = mlflow.alias_version(MODEL_NAME, CHAMPION)
+        reasons = {k: f"{row[k]:.4g}" for k in SCALARS}
+        mlflow.promote(MODEL_NAME, row["version"], reasons)
+        rows.append(
+            {
+                "date": row["date"],
+                "version": row["version"],
+                "previous_champion": str(before.version) if before else None,
+                "run_id": row["run_id"],
+            }
+        )
+        context.log.info(f"{MODEL_NAME} v{row['version']} is champion as of {row['date']}")
+    out = pl.DataFrame(
+        rows,
+        schema={
+            "date": pl.Date,
+            "version": pl.String,
+            "previous_champion": pl.String,
+            "run_id": pl.String,
+        },
+    )
+    return dg.Output(out, metadata={"champion": rows[-1]["version"] if rows else "unchanged"})
+
+
+@dg.asset(
+    partitions_def=SESSIONS,
+    backfill_policy=SINGLE_RUN,
+    group_name="equities",
+    io_manager_key="lake",
+    metadata={"partition_column": "date"},
+    kinds={"onnx"},
+)
+def equities_xs_scores(
+    context: dg.AssetExecutionContext,
+    features: pl.DataFrame,
+    lake_store: LakeResource,
+    mlflow: MlflowResource,
+) -> dg.Output[pl.DataFrame]:
+    """Daily scores from the champion as of each session, via ONNX with its own features.json.
+
+    A historical session uses the snapshot promoted as of the latest promotion ≤ that
+    session, never one that saw later data; a session with no champion yet gets no rows.
+    """
+    lake = lake_store.lake
+    promoted = lake.partitions("equities_xs_champion")
+    history = (
+        lake.scan("equities_xs_champion", promoted).collect().sort("date")
+        if promoted
+        else pl.DataFrame(schema={"date": pl.Date, "version": pl.String, "run_id": pl.String})
+    )
+    parts, used, cache = [], {}, {}
+    for session in sessions_of(context.partition_keys):
+        known = history.filter(pl.col("date") <= session)
+        if known.height == 0:
+            continue
+        row = known.row(-1, named=True)
+        version = row["version"]
+        if version not in cache:
+            cache[version] = _load_bundle(mlflow, row["run_id"])
+        day = features.filter(pl.col("date") == session)
+        parts.append(cache[version].score(day).with_columns(pl.lit(version).alias("model_version")))
+        used[str(session)] = version
+    schema = {"date": pl.Date, "symbol": pl.String, "score": pl.Float64, "model_version": pl.String}
+    out = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    missing = len(context.partition_keys) - len(used)
+    if missing:
+        context.log.warning(f"{missing} sessions have no champion as of their date: no scores")
+    return dg.Output(
+        out,
+        metadata={
+            "rows": out.height,
+            "sessions_without_champion": missing,
+            "model_versions": dg.MetadataValue.json(sorted(set(used.values()))),
+        },
+    )
+
+
+def _load_bundle(mlflow: MlflowResource, run_id: str) -> BundleScorer:
+    """Download a run's model bundle (ONNX + features.json) and open it for scoring."""
+    tmp = tempfile.mkdtemp(prefix="trademl-bundle-")
+    local = Path(mlflow.client().download_artifacts(run_id, "bundle", tmp))
+    return BundleScorer.load(local / "model" if (local / "model").is_dir() else local)
