@@ -16,6 +16,7 @@ from trademl_jobs.jobs import (
     equities_train_job,
     weekly_retrain_schedule,
 )
+from trademl_jobs.sensors import live_ic_retrain_sensor
 
 
 def executor_for(env: str) -> dg.ExecutorDefinition:
@@ -54,6 +55,7 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([data, features, labels, equities]),
     jobs=[daily_job, equities_train_job],
     schedules=[daily_schedule, weekly_retrain_schedule],
+    sensors=[live_ic_retrain_sensor],
     resources=resources_for(SETTINGS),
     executor=executor_for(SETTINGS.env),
 )

@@ -65,6 +65,7 @@ def snapshot() -> dict[str, object]:
             s.name: {"cron": s.cron_schedule, "job": s.job_name, "tz": s.execution_timezone}
             for s in repo.schedule_defs
         },
+        "sensors": sorted(s.name for s in repo.sensor_defs),
         "resources": sorted(defs.resources),
     }
 

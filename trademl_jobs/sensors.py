@@ -1,0 +1,42 @@
+"""Sensors: retrain the equities alpha when the champion's live rank IC decays."""
+
+import dagster as dg
+
+from resources.lake import LakeError, LakeResource
+from resources.settings import SettingsResource
+from trademl.models.equities.monitor import live_rank_ic
+from trademl_assets.partitions import SESSIONS
+from trademl_jobs.jobs import equities_train_job
+
+
+@dg.sensor(
+    job=equities_train_job,
+    minimum_interval_seconds=3600,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def live_ic_retrain_sensor(
+    context: dg.SensorEvaluationContext, lake_store: LakeResource, settings: SettingsResource
+) -> dg.RunRequest | dg.SkipReason:
+    """Request a retrain as of the latest session when live rank IC < `equities.live_ic_floor`."""
+    cfg = settings.get().equities
+    keys = SESSIONS.get_partition_keys()[-cfg.live_ic_window :]
+    lake = lake_store.lake
+    written = set(lake.partitions("equities_xs_scores")) & set(lake.partitions("labels"))
+    window = [k for k in keys if k in written]
+    if len(window) < cfg.live_ic_window // 2:
+        return dg.SkipReason(f"only {len(window)} of {len(keys)} sessions have scores and labels")
+    try:
+        scores = lake.scan("equities_xs_scores", window).collect()
+        labels = lake.scan("labels", window).collect()
+    except LakeError as exc:
+        return dg.SkipReason(str(exc))
+    ic, n = live_rank_ic(scores, labels, label=cfg.label)
+    context.log.info(f"live rank IC over {n} sessions: {ic:.4f} (floor {cfg.live_ic_floor})")
+    if n == 0 or ic >= cfg.live_ic_floor:
+        return dg.SkipReason(f"live rank IC {ic:.4f} over {n} sessions is not below the floor")
+    latest = keys[-1]
+    return dg.RunRequest(
+        run_key=f"live-ic-{latest}",
+        partition_key=latest,
+        tags={"trademl/reason": f"live rank IC {ic:.4f} < {cfg.live_ic_floor}"},
+    )
