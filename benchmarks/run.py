@@ -55,6 +55,7 @@ class Case:
     names: list[str]
     timeout: float | None = None
     lines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    module: str = "benchmarks.features_bench"
 
 
 def log(msg: str) -> None:
@@ -77,7 +78,7 @@ def run_case(case: Case, extra: dict[str, Any]) -> None:
     A case that crashes, is killed (e.g. out of memory) or times out still yields a line
     for each expected name, with a null value and an ``error`` key.
     """
-    cmd = [sys.executable, "-m", "benchmarks.features_bench", *case.args]
+    cmd = [sys.executable, "-m", case.module, *case.args]
     log(f"$ {' '.join(cmd[1:])}")
     t0 = time.perf_counter()
     error: str | None = None
@@ -206,6 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.full_reference:
         cases.append(pandas_large)
     cases.append(incremental)
+    eq = (
+        ["--symbols", "100", "--years", "3"]
+        if args.quick
+        else ["--symbols", "500", "--years", "10"]
+    )
+    cases.append(
+        Case(
+            ["cpcv", *eq], ["cpcv_lgbm_overhead"], args.timeout, module="benchmarks.equities_bench"
+        )
+    )
+    cases.append(
+        Case(["onnx"], ["onnx_score_3000"], args.timeout, module="benchmarks.equities_bench")
+    )
     for case in cases:
         run_case(case, extra)
 
