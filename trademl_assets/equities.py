@@ -16,7 +16,7 @@ from trademl.features import feature_names
 from trademl.models.equities.bundle import BundleScorer, save_bundle
 from trademl.models.equities.pipeline import train_snapshot
 from trademl.models.equities.plots import path_sharpe_hist, rank_ic_by_year
-from trademl.models.equities.promotion import PromotionPolicy, decide
+from trademl.models.equities.promotion import decide
 from trademl.provenance import data_fingerprint
 from trademl_assets.partitions import CALENDAR, SESSIONS, SINGLE_RUN, TRAIN_LOOKBACK, sessions_of
 
@@ -86,9 +86,7 @@ def equities_xs_model(
         )
         champ = mlflow.alias_version(MODEL_NAME, CHAMPION)
         champ_metrics = mlflow.client().get_run(champ.run_id).data.metrics if champ else None
-        decision = decide(
-            snap.metrics, champ_metrics, PromotionPolicy(**cfg.promotion.model_dump())
-        )
+        decision = decide(snap.metrics, champ_metrics, cfg.promotion)
         fingerprint = data_fingerprint(snap.oof.select("date", "symbol", "y"))
         with mlflow.start_run_for(
             context, data_fingerprint=fingerprint, run_name=f"{MODEL_NAME}@{as_of}"

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from trademl.config import PromotionConfig
+
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "≥": operator.ge,
     "≤": operator.le,
@@ -15,16 +17,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-@dataclass(frozen=True)
-class PromotionPolicy:
-    """Absolute bars a challenger must clear, and its margins over champion and baseline."""
-
-    min_path_sharpe: float = 1.0
-    max_drawdown: float = 0.20
-    min_dsr: float = 0.95
-    max_pbo: float = 0.05
-    ic_margin_vs_champion: float = 0.0
-    ic_margin_vs_baseline: float = 0.005
+#: The bars live in the settings (`equities.promotion`); one definition for both.
+PromotionPolicy = PromotionConfig
 
 
 @dataclass(frozen=True)
