@@ -132,6 +132,8 @@ class EquitiesConfig(_Strict):
 
     model: Literal["lgbm", "catboost"] = "lgbm"
     label: str = "fwd_ret_5"
+    objective: Literal["regression", "classification"] = "regression"
+    class_label: str = "tb_label"
     train_sessions: int = Field(756, ge=60)
     n_groups: int = Field(8, ge=3)
     n_test_groups: int = Field(2, ge=1)

@@ -15,7 +15,7 @@ from resources.settings import SettingsResource
 from trademl.features import feature_names
 from trademl.models.equities.bundle import BundleScorer, save_bundle
 from trademl.models.equities.pipeline import train_snapshot
-from trademl.models.equities.plots import path_sharpe_hist, rank_ic_by_year
+from trademl.models.equities.plots import path_sharpe_hist, rank_ic_by_year, reliability_diagram
 from trademl.models.equities.promotion import decide
 from trademl.provenance import data_fingerprint
 from trademl_assets.partitions import CALENDAR, SESSIONS, SINGLE_RUN, TRAIN_LOOKBACK, sessions_of
@@ -111,6 +111,10 @@ def equities_xs_model(
             fig_sr = path_sharpe_hist(snap.metrics["sharpe_by_path"])
             run.log_figure(fig_ic, "plots/rank_ic_by_year.png")
             run.log_figure(fig_sr, "plots/path_sharpe.png")
+            if "brier" in snap.metrics:  # classification on the triple-barrier label
+                run.log_metrics({"brier": float(snap.metrics["brier"])})
+                rel = snap.metrics["reliability"]
+                run.log_figure(reliability_diagram(rel), "plots/reliability.png")
             run_id = run.run_id
         version = mlflow.register(run_id, "model", MODEL_NAME)
         if not decision.promote:

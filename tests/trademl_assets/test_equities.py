@@ -112,3 +112,28 @@ def test_train_promote_score_then_a_failing_gate_moves_nothing(env):
     assert row.get_column("version").to_list() == ["2"]
     assert not row.get_column("passed_gate").item()
     assert isinstance(row, pl.DataFrame)
+
+
+def test_triple_barrier_classifier_snapshot_logs_calibration(env):
+    base, home = env
+    cfg = TRAIN.replace("equities:\n", "equities:\n  objective: classification\n")
+    mlflow: MlflowResource = base["mlflow"]
+    before = {v.version for v in mlflow.client().search_model_versions("name='equities_xs'")}
+    path = home / "cls.yaml"
+    path.write_text(cfg.format(promotion=STRICT))
+    result = dg.materialize(
+        ASSETS,
+        selection=["equities_xs_model", "equities_xs_champion"],
+        partition_key=KEYS[-1],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={**base, "settings": SettingsResource(config_path=str(path))},
+        raise_on_error=False,
+    )
+    (gate,) = result.get_asset_check_evaluations()
+    assert not gate.passed  # strict bars: refused, and nothing promoted
+    new = {v.version for v in mlflow.client().search_model_versions("name='equities_xs'")} - before
+    (version,) = new
+    run = mlflow.client().get_run(mlflow.client().get_model_version("equities_xs", version).run_id)
+    assert 0.0 < run.data.metrics["brier"] < 0.3
+    plots = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "plots")}
+    assert "plots/reliability.png" in plots

@@ -31,7 +31,7 @@ GRID = {
 }
 
 
-def _dataset(mode: str, ic: float, seed: int):
+def _dataset(mode: str, ic: float, seed: int, class_label: str | None = None):
     cal = get_calendar("XNYS", dt.date(2020, 11, 1))
     market = SyntheticMarket(
         SyntheticSpec(n_symbols=80, seed=seed, start=START, alpha_mode=mode, target_ic=ic), cal
@@ -43,7 +43,13 @@ def _dataset(mode: str, ic: float, seed: int):
     labels = compute_labels(bars, sessions, LabelConfig())
     names = feature_names(fcfg.cross_sectional)
     ds = build_dataset(
-        feats, labels, label="fwd_ret_5", as_of=END, sessions=cal.sessions, feature_names=names
+        feats,
+        labels,
+        label="fwd_ret_5",
+        as_of=END,
+        sessions=cal.sessions,
+        feature_names=names,
+        class_label=class_label,
     )
     return ds, market.ground_truth(END)
 
@@ -94,3 +100,29 @@ def test_training_is_deterministic(mode):
     b, _ = _train(ds, n_trials=1)
     assert a.best_params == b.best_params
     assert np.array_equal(a.best_cv.oof, b.best_cv.oof)
+
+
+def test_triple_barrier_classifier_finds_the_signal_and_is_calibrated():
+    ds, truth = _dataset("planted", 0.12, seed=5, class_label="tb_label")
+    assert set(np.unique(ds.y_class)) == {0.0, 1.0}
+    # purging covers both label windows: t1 is the later of the two ends
+    assert (ds.frame.get_column("t1") >= ds.frame.get_column("date")).all()
+    cv = CombinatorialPurgedCV(n_groups=6, n_test_groups=2, embargo=10)
+    params = {**FAST, "objective": "binary"}
+    hpo = run_hpo(
+        ds, cv, kind="lgbm", n_trials=1, base_params=params, grid=GRID, seed=3,
+        objective="classification",
+    )  # fmt: skip
+    gov = governance(ds, hpo, horizon=5, spread_bps=5.0, objective="classification")
+    prob = hpo.best_cv.mean_prediction
+    assert ((prob >= 0) & (prob <= 1)).all()
+    assert gov["oos_rank_ic"] > 0.3 * truth["realized_rank_ic"]
+    assert gov["brier"] < 0.25  # better than a coin flip
+    bins = gov["reliability"]
+    assert int(bins.get_column("count").sum()) == len(ds)
+    filled = bins.filter(bins.get_column("count") > 0)
+    weights = filled.get_column("count").to_numpy() / len(ds)
+    gap = np.abs(
+        filled.get_column("mean_pred").to_numpy() - filled.get_column("frac_pos").to_numpy()
+    )
+    assert float((weights * gap).sum()) < 0.05  # expected calibration error

@@ -24,10 +24,18 @@ class AlphaDataset:
     label: str
     session: np.ndarray
     t1: np.ndarray
+    class_label: str | None = None
 
     @property
     def y(self) -> np.ndarray:
         return self.frame.get_column("y").to_numpy()
+
+    @property
+    def y_class(self) -> np.ndarray:
+        """1.0 where the class label (e.g. the triple barrier) is positive, else 0.0."""
+        if self.class_label is None:
+            raise ValueError("this dataset was built without a class label")
+        return (self.frame.get_column("y_class").to_numpy() > 0).astype(np.float64)
 
     @property
     def dates(self) -> np.ndarray:
@@ -45,6 +53,7 @@ def build_dataset(
     as_of: dt.date,
     sessions: Sequence[dt.date],
     feature_names: Sequence[str],
+    class_label: str | None = None,
 ) -> AlphaDataset:
     """Join features to the `label` rows whose window ended by `as_of` (honesty rule 3).
 
@@ -56,6 +65,9 @@ def build_dataset(
         Long labels (date, symbol, t1, name, value) as the `labels` asset writes them.
     sessions:
         The exchange calendar's sessions (for ordinals); must cover every date and t1.
+    class_label:
+        Also join this label (e.g. ``tb_label``) as ``y_class`` for classification; rows
+        keep the later of the two ends as ``t1`` so purging covers both windows.
     """
     lab = (
         labels.lazy()
@@ -63,6 +75,19 @@ def build_dataset(
         .select("date", "symbol", "t1", pl.col("value").alias("y"))
     )
     feats = features.lazy().select("date", "symbol", *feature_names)
+    if class_label is not None:
+        cls = (
+            labels.lazy()
+            .filter((pl.col("name") == class_label) & (pl.col("t1") <= as_of))
+            .select(
+                "date", "symbol", pl.col("t1").alias("t1_class"), pl.col("value").alias("y_class")
+            )
+        )
+        lab = (
+            lab.join(cls, on=["date", "symbol"], how="inner")
+            .with_columns(pl.max_horizontal("t1", "t1_class").alias("t1"))
+            .drop("t1_class")
+        )
     frame = (
         feats.join(lab, on=["date", "symbol"], how="inner")
         .filter(pl.col("y").is_not_null() & pl.col("y").is_finite())
@@ -81,4 +106,5 @@ def build_dataset(
         label=label,
         session=session_ordinals(frame.get_column("date"), cal),
         t1=session_ordinals(frame.get_column("t1"), cal),
+        class_label=class_label,
     )

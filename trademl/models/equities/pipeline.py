@@ -15,7 +15,7 @@ from trademl.features.store import FeatureStore
 from trademl.models.equities.dataset import AlphaDataset, build_dataset
 from trademl.models.equities.estimators import make_estimator
 from trademl.models.equities.onnx_export import to_onnx
-from trademl.models.equities.train import HPOResult, governance, run_hpo, xs_rank_target
+from trademl.models.equities.train import HPOResult, governance, run_hpo, training_target
 from trademl.models.equities.weights import time_decay_weights
 from trademl.validation.cpcv import CombinatorialPurgedCV
 from trademl.validation.metrics import ic_by_session
@@ -70,6 +70,7 @@ def train_snapshot(
         as_of=as_of,
         sessions=sessions,
         feature_names=feature_names,
+        class_label=cfg.class_label if cfg.objective == "classification" else None,
     )
     cv = CombinatorialPurgedCV(
         n_groups=cfg.n_groups, n_test_groups=cfg.n_test_groups, embargo=cfg.embargo
@@ -77,6 +78,8 @@ def train_snapshot(
     base = {"n_estimators": cfg.n_estimators} if cfg.model == "lgbm" else {}
     if cfg.model == "catboost":
         base = {"iterations": cfg.n_estimators}
+    if cfg.objective == "classification":
+        base |= {"objective": "binary"} if cfg.model == "lgbm" else {"loss": "Logloss"}
     hpo = run_hpo(
         ds,
         cv,
@@ -88,6 +91,7 @@ def train_snapshot(
         horizon=horizon,
         spread_bps=cfg.spread_bps,
         seed=seed,
+        objective=cfg.objective,
         progress=progress,
     )
     metrics = governance(
@@ -96,12 +100,13 @@ def train_snapshot(
         horizon=horizon,
         spread_bps=cfg.spread_bps,
         baseline_feature=cfg.baseline_feature,
+        objective=cfg.objective,
     )
     # the final model sees every row known as of d, with the same transform it will serve with
     store = FeatureStore(features=ds.feature_names).fit(ds.frame)
     weights = time_decay_weights(ds.dates, half_life_months=cfg.half_life_months)
     model = make_estimator(cfg.model, hpo.best_params).fit(
-        store.transform(ds.frame), xs_rank_target(ds.y, ds.session), sample_weight=weights
+        store.transform(ds.frame), training_target(ds, cfg.objective), sample_weight=weights
     )
     assert hpo.best_cv is not None
     oof_mean = hpo.best_cv.mean_prediction

@@ -41,3 +41,16 @@ def path_sharpe_hist(sharpes: list[float]) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def reliability_diagram(bins: pl.DataFrame) -> Figure:
+    """Predicted probability vs observed frequency per bin, with the diagonal of perfection."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    filled = bins.filter(pl.col("count") > 0)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
+    ax.plot(filled.get_column("mean_pred"), filled.get_column("frac_pos"), marker="o")
+    ax.set_xlabel("predicted P(up)")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("Reliability (OOS, CPCV)")
+    fig.tight_layout()
+    return fig

@@ -22,12 +22,14 @@ from trademl.models.equities.estimators import make_estimator
 from trademl.models.equities.weights import time_decay_weights
 from trademl.validation.cpcv import CombinatorialPurgedCV
 from trademl.validation.metrics import (
+    brier_score,
     dsr,
     ic_by_session,
     ic_summary,
     long_short_returns,
     max_drawdown,
     pbo,
+    reliability_bins,
     sharpe,
 )
 
@@ -81,18 +83,26 @@ def xs_rank_target(y: np.ndarray, session: np.ndarray) -> np.ndarray:
     return ranked.to_series().to_numpy().astype(np.float64)
 
 
+def training_target(ds: AlphaDataset, objective: str = "regression") -> np.ndarray:
+    """What the model fits: per-session label ranks, or the class label as 0/1."""
+    if objective == "classification":
+        return ds.y_class
+    return xs_rank_target(ds.y, ds.session)
+
+
 def cross_validate(
     ds: AlphaDataset,
     cv: CombinatorialPurgedCV,
     make_model: Callable[[], Any],
     *,
     half_life_months: float | None = None,
+    objective: str = "regression",
 ) -> CVResult:
     """CPCV: per split, fit the FeatureStore and the model on the (purged) training rows only."""
     t0 = time.perf_counter()
     fit_s = 0.0
     preds: list[np.ndarray] = []
-    y = xs_rank_target(ds.y, ds.session)
+    y = training_target(ds, objective)
     for train, test in cv.split(ds.session, ds.t1):
         tr, te = ds.frame[train], ds.frame[test]
         store = FeatureStore(features=ds.feature_names).fit(tr)
@@ -165,6 +175,7 @@ def run_hpo(
     horizon: int = 5,
     spread_bps: float = 5.0,
     seed: int = 7,
+    objective: str = "regression",
     progress: Callable[[int, float], None] | None = None,
 ) -> HPOResult:
     """Optuna TPE (seeded) over the grid; objective = mean CPCV rank IC over paths."""
@@ -172,10 +183,14 @@ def run_hpo(
     out = HPOResult(kind=kind)
     base = dict(base_params or {})
 
-    def objective(trial: optuna.Trial) -> float:
+    def trial_value(trial: optuna.Trial) -> float:
         params = {**base, **{k: trial.suggest_categorical(k, v) for k, v in grid.items()}}
         res = cross_validate(
-            ds, cv, lambda: make_estimator(kind, params), half_life_months=half_life_months
+            ds,
+            cv,
+            lambda: make_estimator(kind, params),
+            half_life_months=half_life_months,
+            objective=objective,
         )
         m = path_metrics(ds, res.oof, horizon=horizon, spread_bps=spread_bps)
         value = m["rank_ic"]
@@ -189,7 +204,7 @@ def run_hpo(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=n_trials)
+    study.optimize(trial_value, n_trials=n_trials)
     return out
 
 
@@ -200,6 +215,7 @@ def governance(
     horizon: int,
     spread_bps: float,
     baseline_feature: str = "mom_12_1",
+    objective: str = "regression",
 ) -> dict[str, Any]:
     """Metrics the promotion gate reads; NaN where the data cannot support a number."""
     assert hpo.best_cv is not None
@@ -230,7 +246,15 @@ def governance(
         if base is not None
         else float("nan")
     )
+    calibration: dict[str, Any] = {}
+    if objective == "classification":
+        prob, outcome = hpo.best_cv.mean_prediction, ds.y_class
+        calibration = {
+            "brier": brier_score(prob, outcome),
+            "reliability": reliability_bins(prob, outcome, n_bins=10),
+        }
     return {
+        **calibration,
         "oos_rank_ic": m["rank_ic"],
         "rank_ic_by_path": m["rank_ic_by_path"],
         "path_sharpe_median": m["path_sharpe_median"],
