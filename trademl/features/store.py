@@ -55,30 +55,39 @@ class FeatureStore:
             c for c, t in frame.schema.items() if c not in ("date", "symbol") and t.is_float()
         ]
         self._require(frame.columns, names)
-        centers, scales = [], []
-        for name in names:
-            col = frame.get_column(name).cast(pl.Float64).fill_nan(None).drop_nulls()
-            if self.scaler == "none" or col.len() == 0:
-                c, s = 0.0, 1.0
-            elif self.scaler == "standard":
-                c, s = float(col.mean()), float(col.std() or 0.0)
-            else:
-                q1, q3 = col.quantile(0.25, "linear"), col.quantile(0.75, "linear")
-                c, s = float(col.median()), float((q3 - q1) * 0.7413)
-            centers.append(c)
-            scales.append(s if s > 0 and math.isfinite(s) else 1.0)
-        self.feature_names_ = names
-        self.center_ = np.asarray(centers)
-        self.scale_ = np.asarray(scales)
-        self.n_fit_rows_ = frame.height
+        return self.fit_array(_matrix(frame, names), names)
+
+    def fit_array(self, x: np.ndarray, names: Sequence[str]) -> Self:
+        """`fit` on a raw float matrix whose columns are `names` (NaN = missing)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(names):
+            raise FeatureOrderError(f"matrix of shape {x.shape} does not have {len(names)} columns")
+        centers, scales = np.zeros(len(names)), np.ones(len(names))
+        valid = ~np.isnan(x)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for j in range(len(names)):
+                col = x[valid[:, j], j]
+                if self.scaler == "none" or col.size == 0:
+                    continue
+                if self.scaler == "standard":
+                    c = float(col.mean())
+                    s = float(col.std(ddof=1)) if col.size > 1 else 0.0
+                else:
+                    q1, med, q3 = np.percentile(col, [25, 50, 75])
+                    c, s = float(med), float((q3 - q1) * 0.7413)
+                centers[j] = c
+                scales[j] = s if s > 0 and math.isfinite(s) else 1.0
+        self.feature_names_ = list(names)
+        self.center_ = centers
+        self.scale_ = scales
+        self.n_fit_rows_ = int(x.shape[0])
         return self
 
     def transform(self, frame: pl.DataFrame) -> np.ndarray:
         """Scaled float64 matrix [rows, features] in the trained order; nulls become NaN."""
         names = self._fitted()
         self._require(frame.columns, names)
-        x = frame.select([pl.col(n).cast(pl.Float64).fill_null(np.nan) for n in names]).to_numpy()
-        return self._scale(x)
+        return self._scale(_matrix(frame, names))
 
     def transform_array(self, x: np.ndarray, columns: Sequence[str]) -> np.ndarray:
         """Scale a raw matrix whose `columns` must equal the trained order exactly."""
@@ -153,3 +162,8 @@ class FeatureStore:
         missing = [n for n in names if n not in columns]
         if missing:
             raise FeatureOrderError(f"frame lacks feature columns {missing}")
+
+
+def _matrix(frame: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """The named columns as a float64 matrix, nulls and NaN both as NaN."""
+    return frame.select([pl.col(n).cast(pl.Float64).fill_null(np.nan) for n in names]).to_numpy()

@@ -103,11 +103,14 @@ def cross_validate(
     fit_s = 0.0
     preds: list[np.ndarray] = []
     y = training_target(ds, objective)
+    names = ds.feature_names
+    x_all = ds.frame.select(names).cast(pl.Float64).fill_null(np.nan).to_numpy()
+    dates = ds.dates
     for train, test in cv.split(ds.session, ds.t1):
-        tr, te = ds.frame[train], ds.frame[test]
-        store = FeatureStore(features=ds.feature_names).fit(tr)
-        w = time_decay_weights(ds.dates[train], half_life_months=half_life_months)
-        x_train, x_test = store.transform(tr), store.transform(te)
+        store = FeatureStore(features=names).fit_array(x_all[train], names)
+        w = time_decay_weights(dates[train], half_life_months=half_life_months)
+        x_train = store.transform_array(x_all[train], names)
+        x_test = store.transform_array(x_all[test], names)
         f0 = time.perf_counter()
         model = make_model().fit(x_train, y[train], sample_weight=w)
         fit_s += time.perf_counter() - f0
