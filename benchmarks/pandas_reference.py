@@ -101,6 +101,7 @@ def build_features_pandas(
     mxy = _aligned(_rolling(df, "xy", 60).mean())
     myy = _aligned(_rolling(df, "yy", 60).mean())
     feats["beta_60"] = (mxy - mx * my) / (myy - my * my)
+    feats["mkt_rvol_20"] = _aligned(_rolling(df, "mkt_ret", 20).std()) * ANNUAL
 
     keep = has_bar.copy()
     if out_sessions is not None:

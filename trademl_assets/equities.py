@@ -23,6 +23,12 @@ from trademl_assets.partitions import CALENDAR, SESSIONS, SINGLE_RUN, TRAIN_LOOK
 MODEL_NAME = "equities_xs"
 GATE = "promotion_gate"
 SCALARS = ("oos_rank_ic", "path_sharpe_median", "max_drawdown", "dsr", "pbo", "baseline_rank_ic")
+REGIME_SCALARS = (
+    "rank_ic_mean_high_vol",
+    "rank_ic_mean_calm",
+    "n_sessions_high_vol",
+    "n_sessions_calm",
+)
 
 
 def _png(fig) -> dg.MetadataValue:
@@ -96,6 +102,9 @@ def equities_xs_model(
             )
             run.log_metrics({k: float(snap.metrics[k]) for k in SCALARS})
             run.log_metrics({"n_rows": snap.n_rows, "n_trials": snap.hpo.n_trials})
+            run.log_metrics(
+                {k: float(snap.metrics[k]) for k in REGIME_SCALARS if k in snap.metrics}
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 bundle = save_bundle(
                     Path(tmp) / "model",
@@ -128,6 +137,7 @@ def equities_xs_model(
                 "run_id": run_id,
                 "passed_gate": decision.promote,
                 **{k: float(snap.metrics[k]) for k in SCALARS},
+                **{k: float(snap.metrics.get(k, float("nan"))) for k in REGIME_SCALARS},
                 "n_trials": snap.hpo.n_trials,
             }
         )
@@ -137,7 +147,7 @@ def equities_xs_model(
         out,
         metadata={
             "version": rows[-1]["version"],
-            **{k: dg.MetadataValue.float(rows[-1][k]) for k in SCALARS},
+            **{k: dg.MetadataValue.float(rows[-1][k]) for k in SCALARS + REGIME_SCALARS},
             "rank_ic_by_year": _png(fig_ic),
             "path_sharpe": _png(fig_sr),
         },

@@ -33,7 +33,7 @@ def test_demo_materializes_latest_session_and_reports_locations(tmp_path):
     assert len(reports) == 1
     summary = json.loads(reports[0].read_text())
     assert summary["feature_rows"] == summary["bars_rows"] >= 7
-    assert summary["features"] == 38
+    assert summary["features"] == 39
     assert summary["qc"] in {"GREEN", "YELLOW"}
     # trained, registered and judged; promoted or refused with reasons, never silently
     model = summary["equities_xs"]

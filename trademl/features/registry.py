@@ -134,6 +134,12 @@ REGISTRY: tuple[FeatureDef, ...] = (
         "drawdown from the trailing 252-session high (≥ 60 sessions of history)",
     ),
     FeatureDef("beta_60", lambda: _beta(60), 61, "60-session beta to the equal-weight market"),
+    FeatureDef(
+        "mkt_rvol_20",
+        lambda: _sym(pl.col("mkt_ret").rolling_std(20, min_samples=_min_obs(20))) * ANNUAL,
+        21,
+        "market regime: annualized 20-session realized vol of the equal-weight market",
+    ),
 )
 
 BY_NAME: dict[str, FeatureDef] = {f.name: f for f in REGISTRY}

@@ -223,6 +223,16 @@ def test_beta_of_a_name_moving_twice_the_equal_weight_market() -> None:
     np.testing.assert_allclose(avg["beta_60"], 1.0, atol=1e-9)
 
 
+def test_market_regime_vol_is_the_equal_weight_market_realized_vol(walk) -> None:
+    """mkt_rvol_20: annualized sample std of the mean log return over 20 sessions, per session."""
+    closes, _, _, feats = walk
+    mkt = np.full(T, np.nan)
+    mkt[1:] = np.log(closes[1:] / closes[:-1]).mean(axis=1)
+    expected = np.array([trailing(mkt, t, 20, 15, lambda x: np.std(x, ddof=1)) for t in range(T)])
+    for sym in ("A", "B", "C"):  # the same regime value for every name of a session
+        close_allclose(series(feats, "mkt_rvol_20", sym), expected * ANNUAL, rtol=1e-9)
+
+
 def test_cross_sectional_rank_and_z_score() -> None:
     cs = ["mom_5", "rvol_20", "beta_60"]
     feats = build(make_bars(random_walk(3, 8), [f"S{i}" for i in range(8)]), cs=cs)

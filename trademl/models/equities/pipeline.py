@@ -15,6 +15,7 @@ from trademl.features.store import FeatureStore
 from trademl.models.equities.dataset import AlphaDataset, build_dataset
 from trademl.models.equities.estimators import make_estimator
 from trademl.models.equities.onnx_export import to_onnx
+from trademl.models.equities.regimes import REGIME_FEATURE, rank_ic_by_regime, session_regimes
 from trademl.models.equities.train import HPOResult, governance, run_hpo, training_target
 from trademl.models.equities.weights import time_decay_weights
 from trademl.validation.cpcv import CombinatorialPurgedCV
@@ -114,7 +115,11 @@ def train_snapshot(
         pl.Series("oof", oof_mean),
         *[pl.Series(f"oof_path_{p}", hpo.best_cv.oof[p]) for p in range(hpo.best_cv.oof.shape[0])],
     )
-    per_session = ic_by_session(oof_mean, ds.y, ds.session).with_columns(
+    per_session_ic = ic_by_session(oof_mean, ds.y, ds.session)
+    if REGIME_FEATURE in ds.frame.columns:  # is the alpha still there when markets are stressed?
+        regimes = session_regimes(ds.frame, ds.session)
+        metrics |= rank_ic_by_regime(per_session_ic, regimes)
+    per_session = per_session_ic.with_columns(
         pl.Series("session", _dates_for(ds, np.unique(ds.session)))
     )
     return Snapshot(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DAYS_PER_MONTH", "market_vol_regime", "time_decay_weights"]
+__all__ = ["DAYS_PER_MONTH", "high_vol_flags", "market_vol_regime", "time_decay_weights"]
 
 DAYS_PER_MONTH = 30.4375  # 365.25 / 12
 
@@ -80,6 +80,20 @@ def _expanding_quantile_exceeds(x: np.ndarray, quantile: float, min_history: int
         if finite:
             bisect.insort(past, float(v))
     return out
+
+
+def high_vol_flags(vol: Any, *, quantile: float = 0.8, min_history: int = 60) -> np.ndarray:
+    """Flag sessions whose (market) vol exceeds the expanding `quantile` of all earlier vols.
+
+    `vol` is in session order; NaN is never flagged. Point in time: a flag uses only
+    earlier values, so it never changes when later sessions are appended.
+    """
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {quantile}")
+    if min_history < 1:
+        raise ValueError(f"min_history must be >= 1, got {min_history}")
+    v = np.asarray(vol, dtype=np.float64).reshape(-1)
+    return _expanding_quantile_exceeds(v, quantile, min_history)
 
 
 def _trailing_std(r: np.ndarray, window: int) -> np.ndarray:
