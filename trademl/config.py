@@ -148,6 +148,56 @@ class EquitiesConfig(_Strict):
     promotion: PromotionConfig = PromotionConfig()
 
 
+class PortfolioConfig(_Strict):
+    """Scores → target weights: z-score, fractional Kelly, vol target, caps."""
+
+    long_short: bool = True
+    name_cap: float = Field(0.05, gt=0.0, le=1.0)
+    gross_cap: float = Field(1.0, gt=0.0, le=10.0)
+    kelly_fraction: float = Field(0.5, ge=0.5, le=1.0)
+    vol_target: float = Field(0.10, gt=0.0, le=2.0)
+    expected_ic: float = Field(0.05, ge=0.0, le=1.0)
+    confidence: float = Field(1.0, ge=0.0, le=1.0)
+
+
+class CostsConfig(_Strict):
+    """One cost model for the backtest and the order planner (bps of traded notional)."""
+
+    fee_bps: float = Field(0.0, ge=0.0)
+    half_spread_bps: float = Field(5.0, ge=0.0)
+    impact_coef: float = Field(1.0, ge=0.0)
+    borrow_bps_tiers: list[float] = [50.0, 100.0, 200.0]
+    auction_slippage_bps: float = Field(0.0, ge=0.0)
+
+
+class BacktestConfig(_Strict):
+    """Each backtest partition replays the trailing `sessions` of target weights."""
+
+    sessions: int = Field(252, ge=5)
+    execution_lag: int = Field(1, ge=1)
+    price: Literal["open", "close"] = "open"
+    initial_capital: float = Field(1_000_000.0, gt=0.0)
+
+
+class ExecutionConfig(_Strict):
+    """Order planning, slicing, tripwires and the broker (dry-run unless told otherwise)."""
+
+    broker: Literal["dry_run", "alpaca"] = "dry_run"
+    paper: bool = True
+    allow_live: bool = False
+    base_url: str | None = None
+    capital: float = Field(1_000_000.0, gt=0.0)
+    lot_size: int = Field(1, ge=1)
+    min_notional: float = Field(100.0, ge=0.0)
+    schedule: Literal["almgren_chriss", "twap"] = "almgren_chriss"
+    slices: int = Field(5, ge=1)
+    risk_aversion: float = Field(1e-6, ge=0.0)
+    max_turnover: float = Field(0.5, gt=0.0)
+    max_gross: float = Field(1.05, gt=0.0)
+    max_stale_sessions: int = Field(0, ge=0)
+    max_feature_drift_z: float = Field(4.0, gt=0.0)
+
+
 class MlflowConfig(_Strict):
     """Tracking/registry URIs; empty means sqlite under TRADEML_HOME."""
 
@@ -173,6 +223,10 @@ class Settings(_Strict):
     features: FeatureConfig = FeatureConfig()
     labels: LabelConfig = LabelConfig()
     equities: EquitiesConfig = EquitiesConfig()
+    portfolio: PortfolioConfig = PortfolioConfig()
+    costs: CostsConfig = CostsConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     mlflow: MlflowConfig = MlflowConfig()
     storage: StorageConfig = StorageConfig()
 

@@ -8,12 +8,14 @@ import polars as pl
 from resources.lake import LakeResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.data.bars import load_session_bars
-from trademl.data.quality import Status, qc_frame, worst
+from trademl.data.quality import SessionQC, Status, qc_frame, worst
 from trademl.data.synthetic import SyntheticMarket
 from trademl_assets.metadata import frame_metadata, markdown_table
 from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
 
 QC_CHECK = "quality"
+#: Lake side table of each session's QC verdict, read by reports and order tripwires.
+QC_TABLE = "bars/_qc"
 QC_DESCRIPTION = (
     "Per session: coverage of the active universe, valid prices, consistent OHLC, unique "
     "(date, symbol), valid volume, history gaps, no off-calendar rows. RED blocks downstream."
@@ -53,9 +55,24 @@ def bars(
         truth = source.ground_truth(sessions[-1])
         lake_store.lake.write_json("bars", "_ground_truth.json", truth)
         meta["ground_truth"] = dg.MetadataValue.json(truth)
+    lake_store.lake.write_partitions(
+        QC_TABLE, session_qc_table(batch.qc), context.partition_keys, "date"
+    )
     yield dg.Output(batch.bars, metadata=meta)
 
     yield qc_check_result(qc_frame(batch.qc))
+
+
+def session_qc_table(report: list[SessionQC]) -> pl.DataFrame:
+    """One row per session: its worst QC status and the reasons, for reports and tripwires."""
+    return pl.DataFrame(
+        {
+            "date": [q.session for q in report],
+            "status": [str(q.status) for q in report],
+            "reasons": ["; ".join(q.reasons()) for q in report],
+        },
+        schema={"date": pl.Date, "status": pl.String, "reasons": pl.String},
+    )
 
 
 def qc_check_result(table: pl.DataFrame) -> dg.AssetCheckResult:

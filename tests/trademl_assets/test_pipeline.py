@@ -116,6 +116,12 @@ def test_red_session_blocks_downstream_and_says_why(run, tmp_path):
     assert check.metadata["status"].value == "RED"
     assert keys[-1] in check.description and "BBB" in check.description
     assert "prices_valid" in check.description
+    # each session's verdict is kept for reports and order tripwires
+    qc = Lake(run.home / "lake").scan("bars/_qc", keys).collect()
+    assert qc.get_column("date").cast(pl.String).to_list() == keys
+    last = qc.row(-1, named=True)
+    assert last["status"] == "RED" and "BBB" in last["reasons"]
+    assert set(qc.get_column("status").to_list()[:-1]) <= {"GREEN", "YELLOW"}
 
 
 def test_clean_files_source_runs_through(run, tmp_path):
