@@ -7,6 +7,7 @@ Dagster run config, metadata or the event log.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Literal
@@ -38,10 +39,18 @@ class BrokerResource(dg.ConfigurableResource):
         default=100_000.0, description="Account equity the dry-run broker reports."
     )
 
-    def get_broker(self, blotter_dir: str | os.PathLike[str] | None = None) -> Broker:
-        """A broker whose records (dry-run orders or the submission journal) go to blotter_dir."""
+    def get_broker(
+        self, blotter_dir: str | os.PathLike[str] | None = None, session: dt.date | None = None
+    ) -> Broker:
+        """A broker whose records (dry-run orders or the submission journal) go to blotter_dir.
+
+        The dry run treats orders recorded for sessions before `session` as filled, so its
+        positions carry over from day to day like a paper ledger.
+        """
         if self.kind == "dry_run":
-            return DryRunBroker(equity=self.dry_run_equity, record_dir=_dir(blotter_dir))
+            return DryRunBroker(
+                equity=self.dry_run_equity, record_dir=_dir(blotter_dir), fills_before=session
+            )
         from trademl.execution.alpaca_broker import AlpacaBroker
 
         return AlpacaBroker(

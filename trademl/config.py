@@ -194,7 +194,8 @@ class ExecutionConfig(_Strict):
     risk_aversion: float = Field(1e-6, ge=0.0)
     max_turnover: float = Field(0.5, gt=0.0)
     max_gross: float = Field(1.05, gt=0.0)
-    max_stale_sessions: int = Field(0, ge=0)
+    max_bar_lag_days: int = Field(0, ge=0)
+    halt_on_yellow: bool = False
     max_feature_drift_z: float = Field(4.0, gt=0.0)
 
 

@@ -109,7 +109,10 @@ class DryRunBroker:
     """Records what would be sent and sends nothing.
 
     With ``record_dir`` each order is appended to ``record_dir/dry_run_orders.jsonl`` and the
-    file is read back on start, so re-running a session is idempotent here too.
+    file is read back on start, so re-running a session is idempotent here too. With
+    ``fills_before`` set, recorded orders of sessions before that date count as filled (a
+    paper ledger), so positions carry from one session's dry run to the next; orders of that
+    session itself never move positions, so re-running it plans the same orders.
     """
 
     name = "dry_run"
@@ -122,6 +125,7 @@ class DryRunBroker:
         cash: float | None = None,
         positions: Mapping[str, float] | None = None,
         record_dir: str | os.PathLike[str] | None = None,
+        fills_before: dt.date | None = None,
     ) -> None:
         self._account = Account(equity=float(equity), cash=float(equity if cash is None else cash))
         self._positions = {s: float(q) for s, q in (positions or {}).items() if q}
@@ -132,6 +136,14 @@ class DryRunBroker:
                 if line.strip():
                     rec = json.loads(line)
                     self._orders[rec["client_order_id"]] = self._as_broker_order(rec)
+                    if fills_before is not None and (
+                        dt.date.fromisoformat(str(rec["session"])) < fills_before
+                    ):
+                        sign = 1.0 if rec["side"] == "buy" else -1.0
+                        sym = str(rec["symbol"])
+                        held = self._positions.get(sym, 0.0) + sign * float(rec["qty"])
+                        self._positions[sym] = held
+            self._positions = {s: q for s, q in self._positions.items() if q}
 
     def __repr__(self) -> str:
         return f"DryRunBroker(equity={self._account.equity}, record_file={self._path})"

@@ -54,6 +54,40 @@ def test_dry_run_records_and_is_idempotent_across_restarts(tmp_path: Path) -> No
     assert frame["status"].to_list() == ["already_present"] * 3
 
 
+def test_dry_run_ledger_fills_earlier_sessions_only(tmp_path: Path) -> None:
+    orders = _plan()  # buys of AAA 200, BBB 250, CCC 200 shares on SESSION
+    submit_all(DryRunBroker(record_dir=tmp_path, fills_before=SESSION), orders)
+    same_day = DryRunBroker(record_dir=tmp_path, fills_before=SESSION)
+    assert same_day.positions() == {}  # re-running the session plans from the same book
+    assert (
+        plan_orders(
+            {"AAA": 0.1, "BBB": 0.05, "CCC": 0.02},
+            same_day.positions(),
+            PRICES,
+            100_000.0,
+            session=SESSION,
+        )
+        == orders
+    )
+    nxt = DryRunBroker(
+        record_dir=tmp_path, positions={"AAA": 5}, fills_before=SESSION + dt.timedelta(days=1)
+    )
+    assert nxt.positions() == {"AAA": 205.0, "BBB": 250.0, "CCC": 200.0}
+    # the next session's plan only trades the difference: AAA to 0.1 is already held
+    moved = plan_orders(
+        {"AAA": 0.1, "BBB": 0.0},
+        nxt.positions(),
+        PRICES,
+        100_000.0,
+        session=SESSION + dt.timedelta(days=1),
+    )
+    assert {(o.symbol, o.side, o.qty) for o in moved} == {
+        ("AAA", "sell", 5),
+        ("BBB", "sell", 250),
+        ("CCC", "sell", 200),
+    }
+
+
 def test_replan_conflicting_with_a_live_order_is_rejected() -> None:
     broker = DryRunBroker()
     submit_all(broker, _plan(100_000.0))
