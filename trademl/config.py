@@ -158,6 +158,8 @@ class PortfolioConfig(_Strict):
     vol_target: float = Field(0.10, gt=0.0, le=2.0)
     expected_ic: float = Field(0.05, ge=0.0, le=1.0)
     confidence: float = Field(1.0, ge=0.0, le=1.0)
+    #: Fit-free signal traded on sessions without a champion alpha (null: no positions then).
+    fallback_feature: str | None = "mom_12_1"
 
 
 class CostsConfig(_Strict):

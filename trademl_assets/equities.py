@@ -1,7 +1,5 @@
 """Equities sleeve: CPCV-trained alpha snapshots, promotion through blocking checks, scores."""
 
-import base64
-import io
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from trademl.models.equities.pipeline import train_snapshot
 from trademl.models.equities.plots import path_sharpe_hist, rank_ic_by_year, reliability_diagram
 from trademl.models.equities.promotion import decide
 from trademl.provenance import data_fingerprint
+from trademl_assets.metadata import figure_metadata
 from trademl_assets.partitions import CALENDAR, SESSIONS, SINGLE_RUN, TRAIN_LOOKBACK, sessions_of
 
 MODEL_NAME = "equities_xs"
@@ -29,15 +28,6 @@ REGIME_SCALARS = (
     "n_sessions_high_vol",
     "n_sessions_calm",
 )
-
-
-def _png(fig) -> dg.MetadataValue:
-    """A matplotlib figure as an inline PNG the Dagster UI renders."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return dg.MetadataValue.md(
-        f"![plot](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
-    )
 
 
 @dg.asset(
@@ -148,8 +138,8 @@ def equities_xs_model(
         metadata={
             "version": rows[-1]["version"],
             **{k: dg.MetadataValue.float(rows[-1][k]) for k in SCALARS + REGIME_SCALARS},
-            "rank_ic_by_year": _png(fig_ic),
-            "path_sharpe": _png(fig_sr),
+            "rank_ic_by_year": figure_metadata(fig_ic),
+            "path_sharpe": figure_metadata(fig_sr),
         },
     )
     failed = [(d, c) for d, dec in decisions for c in dec.checks if not c.passed]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import dagster as dg
 import polars as pl
 
@@ -33,3 +36,15 @@ def frame_metadata(df: pl.DataFrame, sessions: int) -> dict[str, dg.MetadataValu
     if "symbol" in df.columns:
         meta["symbols"] = dg.MetadataValue.int(df.get_column("symbol").n_unique())
     return meta
+
+
+def png_metadata(png: bytes) -> dg.MetadataValue:
+    """PNG bytes as inline Markdown the Dagster UI renders."""
+    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def figure_metadata(fig) -> dg.MetadataValue:
+    """A matplotlib figure as an inline PNG the Dagster UI renders."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return png_metadata(buf.getvalue())

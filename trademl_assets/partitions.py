@@ -67,6 +67,21 @@ with warnings.catch_warnings():
         start_offset=-(TRAIN_WINDOW - 1), allow_nonexistent_upstream_partitions=True
     )
 
+    #: Sessions of target weights, bars and features a backtest as of d replays (d included).
+    BACKTEST_WINDOW = SETTINGS.backtest.sessions
+    BACKTEST_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(BACKTEST_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+    #: The previous session and d: yesterday's book for today's expected trades.
+    PREVIOUS_SESSION = dg.TimeWindowPartitionMapping(
+        start_offset=-1, allow_nonexistent_upstream_partitions=True
+    )
+    #: Sessions of features the order tripwires' drift monitor compares d with.
+    DRIFT_WINDOW = 61
+    DRIFT_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(DRIFT_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 

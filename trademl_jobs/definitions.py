@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import dagster as dg
 
+from resources.broker import BrokerResource
 from resources.lake import LakeIOManager, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.config import Settings, config_path
-from trademl_assets import data, equities, features, labels
+from trademl_assets import data, equities, execution, features, labels, portfolio
 from trademl_assets.partitions import SETTINGS
 from trademl_jobs.jobs import (
     daily_job,
     daily_schedule,
     equities_train_job,
+    morning_reconciliation_schedule,
+    reconciliation_job,
+    trade_job,
     weekly_retrain_schedule,
 )
-from trademl_jobs.sensors import live_ic_retrain_sensor
+from trademl_jobs.sensors import live_ic_retrain_sensor, trade_after_daily_sensor
 
 
 def executor_for(env: str) -> dg.ExecutorDefinition:
@@ -43,6 +47,13 @@ def resources_for(settings: Settings) -> dict[str, object]:
         "lake_store": store,
         "settings": SettingsResource(config_path=str(config_path())),
         "market_data": MarketDataResource.from_settings(settings),
+        "broker": BrokerResource(
+            kind=settings.execution.broker,
+            base_url=settings.execution.base_url or "",
+            paper=settings.execution.paper,
+            allow_live=settings.execution.allow_live,
+            dry_run_equity=settings.execution.capital,
+        ),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri,
             registry_uri=settings.mlflow.registry_uri,
@@ -52,10 +63,10 @@ def resources_for(settings: Settings) -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data, features, labels, equities]),
-    jobs=[daily_job, equities_train_job],
-    schedules=[daily_schedule, weekly_retrain_schedule],
-    sensors=[live_ic_retrain_sensor],
+    assets=dg.load_assets_from_modules([data, features, labels, equities, portfolio, execution]),
+    jobs=[daily_job, equities_train_job, trade_job, reconciliation_job],
+    schedules=[daily_schedule, weekly_retrain_schedule, morning_reconciliation_schedule],
+    sensors=[live_ic_retrain_sensor, trade_after_daily_sensor],
     resources=resources_for(SETTINGS),
     executor=executor_for(SETTINGS.env),
 )

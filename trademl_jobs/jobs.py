@@ -5,7 +5,7 @@ import dagster as dg
 from trademl_assets.partitions import CALENDAR, SESSIONS
 
 DAILY_SELECTION = dg.AssetSelection.groups("data", "features") | dg.AssetSelection.assets(
-    "equities_xs_scores"
+    "equities_xs_scores", "target_weights", "backtest"
 )
 TRAIN_SELECTION = dg.AssetSelection.assets("equities_xs_model", "equities_xs_champion")
 
@@ -13,7 +13,22 @@ daily_job = dg.define_asset_job(
     "daily",
     selection=DAILY_SELECTION,
     partitions_def=SESSIONS,
-    description="Bars, QC, features, labels and champion scores of one session (or a range).",
+    description="Bars, QC, features, labels, champion scores, target weights and the trailing "
+    "backtest of one session (or a range: a single-run backfill).",
+)
+
+trade_job = dg.define_asset_job(
+    "trade",
+    selection=dg.AssetSelection.assets("daily_report", "orders"),
+    partitions_def=SESSIONS,
+    description="One session's report and orders (behind tripwires); runs after `daily`.",
+)
+
+reconciliation_job = dg.define_asset_job(
+    "reconciliation",
+    selection=dg.AssetSelection.assets("blotter"),
+    partitions_def=SESSIONS,
+    description="Morning reconciliation: the broker's fills and positions vs the plan.",
 )
 
 equities_train_job = dg.define_asset_job(
@@ -49,3 +64,18 @@ def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.
     if session != now.astimezone(CALENDAR.tz).date():
         return dg.SkipReason(f"{now.date()} is not a {CALENDAR.exchange} session")
     return dg.RunRequest(run_key=session.isoformat(), partition_key=session.isoformat())
+
+
+@dg.schedule(
+    job=reconciliation_job,
+    cron_schedule="0 9 * * 1-5",
+    execution_timezone=str(CALENDAR.tz),
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def morning_reconciliation_schedule(
+    context: dg.ScheduleEvaluationContext,
+) -> dg.RunRequest | dg.SkipReason:
+    """Before the open: reconcile the orders of the last completed session with the broker."""
+    now = context.scheduled_execution_time
+    session = CALENDAR.latest_completed_session(now)
+    return dg.RunRequest(run_key=f"blotter-{session}", partition_key=session.isoformat())

@@ -1,12 +1,12 @@
-"""Sensors: retrain the equities alpha when the champion's live rank IC decays."""
+"""Sensors: trade after the daily run; retrain the equities alpha when live rank IC decays."""
 
 import dagster as dg
 
 from resources.lake import LakeError, LakeResource
 from resources.settings import SettingsResource
 from trademl.models.equities.monitor import live_rank_ic
-from trademl_assets.partitions import SESSIONS
-from trademl_jobs.jobs import equities_train_job
+from trademl_assets.partitions import CALENDAR, SESSIONS
+from trademl_jobs.jobs import daily_job, equities_train_job, trade_job
 
 
 @dg.sensor(
@@ -40,3 +40,23 @@ def live_ic_retrain_sensor(
         partition_key=latest,
         tags={"trademl/reason": f"live rank IC {ic:.4f} < {cfg.live_ic_floor}"},
     )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[daily_job],
+    request_job=trade_job,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def trade_after_daily_sensor(
+    context: dg.RunStatusSensorContext,
+) -> dg.RunRequest | dg.SkipReason:
+    """When `daily` succeeds for the latest completed session, report and place its orders.
+
+    Backfills of past sessions never trade: orders only go out for the latest session.
+    """
+    key = context.dagster_run.tags.get("dagster/partition")
+    latest = CALENDAR.latest_completed_session().isoformat()
+    if key != latest:
+        return dg.SkipReason(f"daily run for {key or 'a range'} is not the latest session {latest}")
+    return dg.RunRequest(run_key=f"trade-{key}", partition_key=key)

@@ -41,6 +41,8 @@ class SessionCalendar:
         self._index = {d: i for i, d in enumerate(self.sessions)}
         closes = cal.closes.dt.tz_convert(str(cal.tz))
         self._closes = [c.to_pydatetime() for c in closes]
+        opens = cal.opens.dt.tz_convert(str(cal.tz))
+        self._opens = [o.to_pydatetime() for o in opens]
 
     def __repr__(self) -> str:
         return f"SessionCalendar({self.exchange}, {self.first}..{self.last})"
@@ -71,6 +73,18 @@ class SessionCalendar:
     def window_start(self, d: dt.date, n: int) -> dt.date:
         """The first session of the `n`-session window ending at `d` (clipped at the start)."""
         return self.sessions[max(0, self.index(d) - (n - 1))]
+
+    def next_session(self, d: dt.date) -> dt.date:
+        """The first session strictly after date `d` (which need not be a session)."""
+        i = bisect_right(self.sessions, d)
+        if i >= len(self.sessions):
+            raise ValueError(f"no session after {d} in the {self!r}")
+        return self.sessions[i]
+
+    def hours(self, d: dt.date) -> tuple[dt.datetime, dt.datetime]:
+        """Open and close of session `d` (exchange time zone; early closes included)."""
+        i = self.index(d)
+        return self._opens[i], self._closes[i]
 
     def previous_session(self, d: dt.date) -> dt.date | None:
         """The last session strictly before date `d` (which need not be a session)."""

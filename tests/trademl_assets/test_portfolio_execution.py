@@ -1,0 +1,187 @@
+"""target_weights → backtest → daily_report → orders → blotter as Dagster assets.
+
+One module-scoped lake: bars/features for the backtest window on a 12-name synthetic market
+(no champion alpha, so the portfolio trades the configured fallback signal), then the
+portfolio and execution assets for the latest session, against the dry-run broker and a
+local fake of Alpaca's trading API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from resources.broker import BrokerResource
+from resources.lake import Lake, LakeIOManager, LakeResource
+from resources.mlflow import MlflowResource
+from resources.settings import MarketDataResource
+from tests.trademl.execution.fake_alpaca import FakeAlpaca
+from trademl_assets.data import bars
+from trademl_assets.equities import equities_xs_scores
+from trademl_assets.execution import blotter, orders
+from trademl_assets.features import features
+from trademl_assets.partitions import BACKTEST_WINDOW, FEATURE_WINDOW, SESSIONS, SETTINGS
+from trademl_assets.portfolio import backtest, daily_report, target_weights
+from trademl_jobs.definitions import defs
+
+KEYS = SESSIONS.get_partition_keys()
+LATEST = KEYS[-1]
+ASSETS = [
+    bars,
+    features,
+    equities_xs_scores,
+    target_weights,
+    backtest,
+    daily_report,
+    orders,
+    blotter,
+]
+RANGE = {"start": "dagster/asset_partition_range_start", "end": "dagster/asset_partition_range_end"}
+KEY_ID, SECRET = "PKTESTKEY0123456789", "s3cr3t-SECRET-value-987654321"
+
+
+class Env:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.lake = Lake(home / "lake")
+        store = LakeResource(root=str(home / "lake"))
+        self.resources = {
+            **defs.resources,
+            "lake": LakeIOManager(store=store),
+            "lake_store": store,
+            "market_data": MarketDataResource(n_symbols=12, seed=5),
+            "mlflow": MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}"),
+        }
+
+    def run(self, keys: list[str], selection: list[str], **resources) -> dg.ExecuteInProcessResult:
+        tags = {RANGE["start"]: keys[0], RANGE["end"]: keys[-1]} if len(keys) > 1 else {}
+        return dg.materialize(
+            ASSETS,
+            selection=selection,
+            partition_key=keys[0] if len(keys) == 1 else None,
+            tags=tags,
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={**self.resources, **resources},
+            raise_on_error=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
+    home = Path(str(SETTINGS.home))  # reports go to $TRADEML_HOME/reports (the test home)
+    e = Env(tmp_path_factory.mktemp("trade"))
+    e.reports = home / "reports"
+    window = KEYS[-BACKTEST_WINDOW:]
+    assert e.run(KEYS[-(BACKTEST_WINDOW + FEATURE_WINDOW) :], ["bars"]).success
+    r = e.run(window, ["features", "equities_xs_scores", "target_weights"])
+    assert r.success
+    return e
+
+
+def test_target_weights_hold_the_caps_and_are_dollar_neutral(env: Env) -> None:
+    w = env.lake.scan("target_weights", KEYS[-BACKTEST_WINDOW:]).collect()
+    assert w.get_column("source").unique().to_list() == ["fallback:mom_12_1"]  # no champion
+    per = w.group_by("date").agg(
+        pl.col("weight").sum().alias("net"),
+        pl.col("weight").abs().sum().alias("gross"),
+        pl.col("weight").abs().max().alias("max"),
+        (pl.col("weight") > 0).sum().alias("longs"),
+    )
+    assert per.height == BACKTEST_WINDOW
+    assert per.get_column("net").abs().max() < 1e-12
+    assert per.get_column("gross").max() <= SETTINGS.portfolio.gross_cap + 1e-12
+    assert per.get_column("max").max() <= SETTINGS.portfolio.name_cap + 1e-12
+    assert per.get_column("longs").min() > 0
+    # the highest-momentum name of a session is long, the lowest short
+    day = w.filter(pl.col("date") == pl.col("date").max()).sort("score")
+    assert day.get_column("weight")[0] < 0 < day.get_column("weight")[-1]
+
+
+def test_backtest_report_orders_and_blotter_of_the_latest_session(env: Env) -> None:
+    r = env.run([LATEST], ["backtest", "daily_report", "orders", "blotter"])
+    assert r.success
+    bt = env.lake.scan("backtest", [LATEST]).collect()
+    assert bt.height == BACKTEST_WINDOW and bt.get_column("date").unique().to_list() == [
+        pl.Series([LATEST]).str.to_date()[0]
+    ]
+    assert (bt.get_column("costs") >= 0).all() and bt.get_column("equity").is_finite().all()
+    # the last decision has no fill yet; its realized rank IC is not yet known
+    assert bt.get_column("rank_ic")[-1] is None or not bt.get_column("rank_ic").is_finite()[-1]
+    # no decision precedes the window; the first one fills at the next session's open
+    assert bt.get_column("turnover")[0] == 0.0 < bt.get_column("turnover")[1]
+
+    report = json.loads((env.reports / f"equities_{LATEST}.json").read_text())
+    assert report["session"] == LATEST and report["qc"]["status"] in {"GREEN", "YELLOW"}
+    assert report["signal_sources"] == ["fallback:mom_12_1"]
+    assert report["positions"]["long"] > 0 and report["positions"]["short"] > 0
+    assert report["expected_costs"]["total"] > 0
+    md = (env.reports / f"equities_{LATEST}.md").read_text()
+    assert f"# Equities — {LATEST}" in md and "Top longs" in md
+    for plot in ("equity", "drawdown", "rolling_rank_ic", "turnover"):
+        assert (env.reports / f"equities_{LATEST}_{plot}.png").read_bytes()[
+            :8
+        ] == b"\x89PNG\r\n\x1a\n"
+    mlflow = env.resources["mlflow"]
+    runs = mlflow.client().search_runs(
+        [mlflow._experiment_id(mlflow.client())],
+        filter_string="tags.`dagster.asset` = 'daily_report'",
+    )
+    assert runs and runs[0].info.status == "FINISHED"
+    arts = {a.path for a in mlflow.client().list_artifacts(runs[0].info.run_id, "report")}
+    assert f"report/equities_{LATEST}_equity.png" in arts
+
+    o = env.lake.scan("orders", [LATEST]).collect()
+    weights = env.lake.scan("target_weights", [LATEST]).collect()
+    assert o.height == (weights.get_column("weight") != 0).sum()  # a flat book: one per name
+    assert set(o.get_column("status").to_list()) == {"submitted"}
+    assert o.get_column("client_order_id").n_unique() == o.height
+    slices = json.loads(o.get_column("slices")[0])
+    assert sum(s["qty"] for s in slices) == o.get_column("qty")[0]
+    b = env.lake.scan("blotter", [LATEST]).collect()
+    assert sorted(b.get_column("client_order_id").to_list()) == sorted(
+        o.get_column("client_order_id").to_list()
+    )
+
+    # re-running the partition is exactly once: the same ids, nothing new recorded
+    again = env.run([LATEST], ["orders"])
+    assert again.success
+    o2 = env.lake.scan("orders", [LATEST]).collect()
+    assert o2.get_column("client_order_id").to_list() == o.get_column("client_order_id").to_list()
+    assert set(o2.get_column("status").to_list()) == {"already_present"}
+
+
+def test_orders_for_a_past_session_are_halted(env: Env) -> None:
+    past = KEYS[-2]
+    r = env.run([past], ["orders"])
+    assert r.success
+    o = env.lake.scan("orders", [past]).collect()
+    assert o.height > 0 and set(o.get_column("status").to_list()) == {"halted"}
+    assert "not the latest completed session" in o.get_column("reason")[0]
+
+
+def test_alpaca_paper_end_to_end_exactly_once_and_the_key_never_leaks(
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("APCA_API_KEY_ID", KEY_ID)
+    monkeypatch.setenv("APCA_API_SECRET_KEY", SECRET)
+    with FakeAlpaca(key=KEY_ID, secret=SECRET, cash=1_000_000.0) as fake:
+        broker = BrokerResource(kind="alpaca", base_url=fake.url)
+        results = [env.run([LATEST], ["orders", "blotter"], broker=broker) for _ in range(3)]
+        assert all(r.success for r in results)
+        symbols = [o["symbol"] for o in fake.orders.values()]
+        assert symbols and len(symbols) == len(set(symbols))  # exactly one order per symbol
+        o = env.lake.scan("orders", [LATEST]).collect()
+        assert sorted(fake.orders) == sorted(o.get_column("client_order_id").to_list())
+        events = [str(e) for r in results for e in r.all_events]
+    blob = "\n".join(events) + caplog.text
+    for path in env.home.rglob("*"):
+        if path.is_file():
+            blob += path.read_bytes().decode("latin-1")
+    for path in env.reports.rglob("*"):
+        if path.is_file():
+            blob += path.read_bytes().decode("latin-1")
+    assert KEY_ID not in blob and SECRET not in blob

@@ -1,0 +1,163 @@
+"""The daily equities report a person reads: picks, weights, expected costs, risk, models, QC.
+
+`session_report` gathers the numbers into one JSON-able dict, `report_markdown` renders it,
+and `write_report` writes ``equities_YYYY-MM-DD.json``/``.md`` and the PNG plots atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from trademl.io import write_bytes_atomic
+
+__all__ = ["report_markdown", "session_report", "write_report"]
+
+
+def _num(x: Any) -> float | None:
+    """JSON-safe float: NaN/inf become None."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def session_report(
+    *,
+    session: dt.date,
+    weights: pl.DataFrame,
+    trade_costs: pl.DataFrame | None,
+    backtest_metrics: Mapping[str, float],
+    forecast_vol: float,
+    model_versions: Mapping[str, str],
+    qc_status: str,
+    qc_reasons: str = "",
+    top_n: int = 10,
+) -> dict[str, Any]:
+    """One session's report as a dict.
+
+    Parameters
+    ----------
+    weights
+        The session's (symbol, weight, score, sigma, source) rows.
+    trade_costs
+        `trademl.costs.trade_costs` output for the trades that move yesterday's book to
+        today's (None when unknown).
+    backtest_metrics
+        `performance_metrics` of the trailing backtest ending at the session.
+    """
+    w = weights.filter(pl.col("weight") != 0).sort("weight", descending=True)
+    pick = ["symbol", "weight", "score"]
+    longs = w.filter(pl.col("weight") > 0).head(top_n).select(pick)
+    shorts = w.filter(pl.col("weight") < 0).sort("weight").head(top_n).select(pick)
+    costs: dict[str, Any] = {"total": None, "bps_of_traded": None, "traded_notional": None}
+    if trade_costs is not None and trade_costs.height:
+        traded = float(trade_costs.get_column("notional").abs().sum())
+        total = float(trade_costs.get_column("total").sum())
+        costs = {
+            "total": _num(total),
+            "bps_of_traded": _num(total / traded * 1e4) if traded > 0 else None,
+            "traded_notional": _num(traded),
+            **{
+                k: _num(trade_costs.get_column(k).sum())
+                for k in ("fee", "spread", "impact", "auction")
+                if k in trade_costs.columns
+            },
+        }
+    sources = sorted(set(weights.get_column("source").to_list())) if "source" in weights else []
+    return {
+        "session": session.isoformat(),
+        "qc": {"status": qc_status, "reasons": qc_reasons},
+        "models": dict(model_versions),
+        "signal_sources": sources,
+        "positions": {
+            "long": int((weights.get_column("weight") > 0).sum()),
+            "short": int((weights.get_column("weight") < 0).sum()),
+            "gross": _num(weights.get_column("weight").abs().sum()),
+            "net": _num(weights.get_column("weight").sum()),
+        },
+        "risk": {"forecast_annual_vol": _num(forecast_vol)},
+        "expected_costs": costs,
+        "top_longs": [
+            {k: _num(v) if k != "symbol" else v for k, v in r.items()}
+            for r in longs.iter_rows(named=True)
+        ],
+        "top_shorts": [
+            {k: _num(v) if k != "symbol" else v for k, v in r.items()}
+            for r in shorts.iter_rows(named=True)
+        ],
+        "backtest": {k: _num(v) for k, v in backtest_metrics.items()},
+    }
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.2%}" if pct else f"{v:,.4g}"
+    return str(v)
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: headline numbers, picks, costs, backtest, models, QC."""
+    pos, risk, costs, bt = (
+        report["positions"],
+        report["risk"],
+        report["expected_costs"],
+        report["backtest"],
+    )
+    lines = [
+        f"# Equities — {report['session']}",
+        "",
+        f"QC: **{report['qc']['status']}** {report['qc']['reasons']}".rstrip(),
+        f"Signal: {', '.join(report['signal_sources']) or 'none'}; models: "
+        + (", ".join(f"{k} {v}" for k, v in report["models"].items()) or "none"),
+        "",
+        "| book | value |",
+        "|---|---|",
+        f"| longs / shorts | {pos['long']} / {pos['short']} |",
+        f"| gross / net | {_fmt(pos['gross'], True)} / {_fmt(pos['net'], True)} |",
+        f"| forecast annual vol | {_fmt(risk['forecast_annual_vol'], True)} |",
+        f"| expected cost | {_fmt(costs['total'])} ({_fmt(costs['bps_of_traded'])} bps of "
+        f"{_fmt(costs['traded_notional'])} traded) |",
+        "",
+    ]
+    for title, rows in (("Top longs", report["top_longs"]), ("Top shorts", report["top_shorts"])):
+        lines += [f"## {title}", "", "| symbol | weight | score |", "|---|---|---|"]
+        lines += [
+            f"| {r['symbol']} | {_fmt(r['weight'], True)} | {_fmt(r['score'])} |" for r in rows
+        ] or ["| — | | |"]
+        lines.append("")
+    lines += [
+        "## Trailing backtest (net of costs and borrow)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    pct = {"cagr", "ann_vol", "max_drawdown", "avg_turnover", "hit_rate"}
+    lines += [f"| {k} | {_fmt(v, k in pct)} |" for k, v in bt.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    directory: str | Path, report: Mapping[str, Any], plots: Mapping[str, bytes]
+) -> dict[str, Path]:
+    """Write equities_<session>.json, .md and one PNG per plot; returns the paths by kind."""
+    d = Path(directory)
+    stem = f"equities_{report['session']}"
+    paths = {
+        "json": write_bytes_atomic(
+            d / f"{stem}.json", (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
+        ),
+        "md": write_bytes_atomic(d / f"{stem}.md", report_markdown(report).encode()),
+    }
+    for name, png in plots.items():
+        paths[name] = write_bytes_atomic(d / f"{stem}_{name}.png", png)
+    return paths
