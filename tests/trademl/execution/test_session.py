@@ -1,0 +1,82 @@
+"""Almgren–Chriss calibration, the slice plan and the feature-drift flag."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from trademl.execution.orders import Order
+from trademl.execution.session import ac_params, feature_drift, slice_plan
+
+SESSION = dt.date(2024, 3, 5)
+
+
+def test_ac_params_follow_the_papers_calibration() -> None:
+    # $50 stock, 2% daily vol, ADV 1M shares, 5 bps half spread → spread $0.05
+    p = ac_params(50.0, 0.02, 1e6, half_spread_bps=5.0, fee_bps=1.0, risk_aversion=2e-6)
+    assert p.sigma == pytest.approx(1.0)  # $/share/√day
+    assert p.eta == pytest.approx(0.05 / 1e4)  # one spread per 1% of ADV in a day
+    assert p.gamma == pytest.approx(0.05 / 1e5)  # one spread per 10% of ADV, permanent
+    assert p.epsilon == pytest.approx(0.025 + 0.005)
+    assert p.risk_aversion == 2e-6
+    with pytest.raises(ValueError, match="adv > 0"):
+        ac_params(50.0, 0.02, 0.0, half_spread_bps=5.0)
+
+
+def test_slice_plan_sums_to_each_parent_and_front_loads_with_risk_aversion() -> None:
+    orders = [
+        Order(session=SESSION, symbol="AAA", side="buy", qty=10_000, ref_price=50.0),
+        Order(session=SESSION, symbol="BBB", side="sell", qty=333, ref_price=20.0),
+    ]
+    start = dt.datetime(2024, 3, 6, 9, 30, tzinfo=dt.UTC)
+    end = dt.datetime(2024, 3, 6, 16, 0, tzinfo=dt.UTC)
+    risk = {"AAA": (0.03, 2e4)}  # BBB has no risk estimate → TWAP
+    plan = slice_plan(
+        orders,
+        risk,
+        start=start,
+        end=end,
+        n_slices=5,
+        method="almgren_chriss",
+        half_spread_bps=5.0,
+        risk_aversion=1e-4,
+    )
+    per = plan.group_by("symbol").agg(pl.col("qty").sum(), pl.col("method").first())
+    assert dict(per.select("symbol", "qty").iter_rows()) == {"AAA": 10_000, "BBB": 333}
+    assert dict(per.select("symbol", "method").iter_rows()) == {
+        "AAA": "almgren_chriss",
+        "BBB": "twap",
+    }
+    aaa = plan.filter(pl.col("symbol") == "AAA").get_column("qty").to_numpy()
+    assert (np.diff(aaa) <= 0).all() and aaa[0] > aaa[-1]  # a risk-averse trader front-loads
+    bbb = plan.filter(pl.col("symbol") == "BBB").get_column("qty").to_numpy()
+    assert bbb.max() - bbb.min() <= 1  # TWAP: equal slices up to one share
+
+
+def _features(shift_last: float) -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(40)]
+    rows = []
+    for i, d in enumerate(days):
+        for s in range(10):
+            x = rng.normal() + (shift_last if i == len(days) - 1 else 0.0)
+            rows.append((d, f"S{s}", x, rng.normal(), rng.normal() * 100))
+    return pl.DataFrame(
+        rows, schema=["date", "symbol", "mom_20", "dow_sin", "xs_z_mom_20"], orient="row"
+    )
+
+
+def test_feature_drift_flags_a_shifted_cross_section_only() -> None:
+    last = dt.date(2024, 2, 9)
+    calm, detail = feature_drift(_features(0.0), last, threshold=4.0)
+    assert not calm and "mom_20" in detail
+    drifted, detail = feature_drift(_features(10.0), last, threshold=4.0)
+    assert drifted and detail.startswith("largest shift mom_20")
+    # calendar and per-session standardized features are never judged
+    assert "dow_sin" not in detail and "xs_z" not in detail
+    # too little history cannot judge; a session without features halts
+    assert feature_drift(_features(10.0).tail(50), last, threshold=4.0)[0] is False
+    assert feature_drift(_features(0.0), dt.date(2025, 1, 1), threshold=4.0)[0] is True
