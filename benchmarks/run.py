@@ -1,4 +1,4 @@
-"""Run the feature-build benchmarks, one fresh process per case; JSON lines on stdout.
+"""Run the benchmarks (features, equities, backtest), one fresh process per case; JSON lines.
 
 Usage::
 
@@ -219,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     cases.append(
         Case(["onnx"], ["onnx_score_3000"], args.timeout, module="benchmarks.equities_bench")
+    )
+    bt = "500x3y" if args.quick else "3000x20y"
+    cases.append(
+        Case(
+            ["--quick"] if args.quick else [],
+            [f"backtest_{bt}", "backtest_speedup_vs_loop"],
+            args.timeout,
+            module="benchmarks.backtest_bench",
+        )
     )
     for case in cases:
         run_case(case, extra)
