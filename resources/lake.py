@@ -154,6 +154,10 @@ class LakeResource(dg.ConfigurableResource):
         return Lake(self.root)
 
 
+#: Input metadata flag: read the written partitions of a lookback and skip the unwritten ones.
+MISSING_OK = "lake/missing_partitions_ok"
+
+
 class LakeIOManager(dg.ConfigurableIOManager):
     """Range-aware parquet IO manager over the lake (local path or s3://…)."""
 
@@ -192,6 +196,20 @@ class LakeIOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
         if keys is not None and not keys:
             raise LakeError(f"{asset}: the input {context.name!r} maps to no partitions")
+        if keys is not None and (context.definition_metadata or {}).get(MISSING_OK):
+            # a trailing window may start before the first materialized session: read what exists
+            written = set(self.lake.partitions(asset))
+            present = [k for k in keys if k in written]
+            if not present:
+                raise LakeError(
+                    f"{asset}: none of the {len(keys)} partitions {keys[0]}…{keys[-1]} of input "
+                    f"{context.name!r} is written; materialize {asset} first"
+                )
+            if len(present) < len(keys):
+                context.log.info(
+                    f"{asset}: reading {len(present)} written of {len(keys)} lookback partitions"
+                )
+            keys = present
         lf = self.lake.scan(asset, keys)
         wants_frame = getattr(context.dagster_type, "typing_type", None) is pl.DataFrame
         return lf.collect() if wants_frame else lf

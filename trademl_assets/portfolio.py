@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from resources.lake import LakeResource
+from resources.lake import MISSING_OK, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import SettingsResource
 from trademl.backtest import BacktestParams, performance_metrics
@@ -124,9 +124,11 @@ def target_weights(
     backfill_policy=SINGLE_RUN,
     group_name="portfolio",
     io_manager_key="lake",
-    ins={
-        "target_weights": dg.AssetIn(partition_mapping=BACKTEST_LOOKBACK),
-        "bars": dg.AssetIn(partition_mapping=BACKTEST_LOOKBACK),
+    ins={  # the window shrinks to what exists when history is shorter than the lookback
+        "target_weights": dg.AssetIn(
+            partition_mapping=BACKTEST_LOOKBACK, metadata={MISSING_OK: True}
+        ),
+        "bars": dg.AssetIn(partition_mapping=BACKTEST_LOOKBACK, metadata={MISSING_OK: True}),
     },
     metadata={"partition_column": "date"},
     kinds={"numpy"},
@@ -145,9 +147,12 @@ def backtest(
     risk = weights.select("date", "symbol", "sigma", "adv")
     parts, last = [], None
     bar_dates = b.get_column("date").unique().sort()
+    first = weights.get_column("date").min() if weights.height else None
     for session in sessions_of(context.partition_keys):
-        # the window is the lookback the partition mapping loaded: the last W bar sessions ≤ d
-        window = bar_dates.filter(bar_dates <= session).tail(s.backtest.sessions).to_list()
+        # the window is the lookback the mapping loaded (the last W sessions ≤ d), from the
+        # first session with target weights on
+        known = bar_dates.filter((bar_dates <= session) & (bar_dates >= (first or session)))
+        window = known.tail(s.backtest.sessions).to_list() or [session]
         last = trailing_backtest(
             weights, b, risk, window, params=backtest_params(s), costs=cost_model(s)
         )

@@ -60,6 +60,42 @@ def _run(
     return result
 
 
+def _trading_summary(lake, latest: str, traded: dg.ExecuteInProcessResult) -> dict:
+    """What the portfolio, report, orders and blotter of the latest session came to."""
+    weights = lake.scan("target_weights", [latest]).collect()
+    bt = lake.scan("backtest", [latest]).collect()
+    report = lake.scan("daily_report", [latest]).collect().row(0, named=True)
+    orders = lake.scan("orders", [latest]).collect()
+    blotter = lake.scan("blotter", [latest]).collect()
+    meta = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in traded.get_asset_materialization_events()
+    }
+    halts = meta.get("orders", {}).get("halt_reasons")
+    return {
+        "portfolio": {
+            "signal": sorted(set(weights.get_column("source").to_list())),
+            "longs": int((weights.get_column("weight") > 0).sum()),
+            "shorts": int((weights.get_column("weight") < 0).sum()),
+            "gross": float(weights.get_column("weight").abs().sum()),
+        },
+        "backtest": {
+            "sessions": bt.height,
+            "net_return": float(bt.get_column("equity")[-1] - 1.0) if bt.height else None,
+            "benchmark_return": float(bt.get_column("benchmark_equity")[-1] - 1.0)
+            if bt.height
+            else None,
+        },
+        "report": report["report_md"],
+        "orders": {
+            "count": orders.height,
+            "status": dict(orders.group_by("status").len().iter_rows()),
+            "halted_because": halts.value if halts is not None else [],
+        },
+        "blotter_rows": blotter.height,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -85,11 +121,22 @@ def main(argv: list[str] | None = None) -> int:
             keys[-(FEATURE_WINDOW + history - 1) :],
             asset_selection=[dg.AssetKey("bars")],
         )
-        result = _run(daily, instance, keys[-history:])
+        history_assets = [
+            dg.AssetKey(k)
+            for k in ("bars", "features", "labels", "equities_xs_scores", "target_weights")
+        ]
+        result = _run(daily, instance, keys[-history:], asset_selection=history_assets)
         trained = _run(train, instance, [latest], gate_may_fail=True)
         scored = _run(
-            daily, instance, [latest], asset_selection=[dg.AssetKey("equities_xs_scores")]
+            daily,
+            instance,
+            [latest],
+            asset_selection=[
+                dg.AssetKey(k) for k in ("equities_xs_scores", "target_weights", "backtest")
+            ],
         )
+        traded = _run(defs.resolve_job_def("trade"), instance, [latest])
+        _run(defs.resolve_job_def("reconciliation"), instance, [latest])
     qc = {e.check_name: e for e in result.get_asset_check_evaluations()}.get("quality")
     gate = {e.check_name: e for e in trained.get_asset_check_evaluations()}.get("promotion_gate")
 
@@ -119,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scores_rows": scores.height,
         "scored_by": scores.get_column("model_version").unique().to_list() if scores.height else [],
+        **_trading_summary(lake, latest, traded),
     }
     assert scored.success
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\nWhere things are:\n"
         f"  lake         {settings.lake_root}\n"
-        f"  reports      {settings.reports_dir}\n"
+        f"  reports      {settings.reports_dir}   (equities_{latest}.md, .json, plots)\n"
+        f"  blotter      {settings.home / 'broker'}   (dry-run ledger and blotters)\n"
         f"  MLflow store {settings.mlflow_tracking_uri}\n"
         f"  Dagster home {dagster_home}   (make dev → http://127.0.0.1:3000)"
     )

@@ -44,3 +44,18 @@ def test_demo_materializes_latest_session_and_reports_locations(tmp_path):
     else:
         assert "fails" in model["why"] and summary["scores_rows"] == 0
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
+    # the latest session's report, dry-run orders, blotter and backtest plots
+    session = summary["session"]
+    reports_dir = tmp_path / "home" / "reports"
+    assert summary["report"] == str(reports_dir / f"equities_{session}.md")
+    assert json.loads((reports_dir / f"equities_{session}.json").read_text())["session"] == session
+    for plot in ("equity", "drawdown", "rolling_rank_ic", "turnover"):
+        assert (reports_dir / f"equities_{session}_{plot}.png").stat().st_size > 1000
+    assert summary["portfolio"]["longs"] > 0 and summary["portfolio"]["shorts"] > 0
+    orders = summary["orders"]
+    assert orders["count"] > 0 and summary["blotter_rows"] == orders["count"]
+    assert set(orders["status"]) <= {"submitted", "halted"}
+    assert ("halted" in orders["status"]) == bool(orders["halted_because"])
+    blotter = tmp_path / "home" / "broker" / f"date={session}" / "blotter.csv"
+    assert blotter.read_text().startswith("session,client_order_id")
+    assert "blotter" in out

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 
+import dagster as dg
 import polars as pl
 import pytest
 
 from resources import lake as lake_mod
-from resources.lake import Lake, LakeError
+from resources.lake import MISSING_OK, Lake, LakeError, LakeIOManager, LakeResource
 
 
 def _frame(days: list[str], symbols: tuple[str, ...] = ("A", "B")) -> pl.DataFrame:
@@ -130,3 +131,51 @@ def test_unpartitioned_write_and_json_side_file(tmp_path):
     assert lake.scan("universe", None).collect().height == 2
     path = lake.write_json("bars", "_ground_truth.json", {"ic": 0.05})
     assert '"ic": 0.05' in path.read_text()
+
+
+def test_a_lookback_marked_missing_ok_reads_only_the_written_partitions(tmp_path):
+    parts = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+    look = dg.TimeWindowPartitionMapping(start_offset=-3)
+
+    @dg.asset(partitions_def=parts, io_manager_key="lake")
+    def up(context) -> pl.DataFrame:
+        return _frame([context.partition_key])
+
+    @dg.asset(
+        partitions_def=parts,
+        io_manager_key="lake",
+        ins={"up": dg.AssetIn(partition_mapping=look, metadata={MISSING_OK: True})},
+    )
+    def strict_ok(up: pl.DataFrame) -> pl.DataFrame:
+        return up.select(pl.col("date").max(), pl.lit("A").alias("symbol"), pl.len().alias("x"))
+
+    @dg.asset(
+        partitions_def=parts, io_manager_key="lake", ins={"up": dg.AssetIn(partition_mapping=look)}
+    )
+    def strict(up: pl.DataFrame) -> pl.DataFrame:
+        return up
+
+    io = {"lake": LakeIOManager(store=LakeResource(root=str(tmp_path)))}
+    inst = dg.DagsterInstance.ephemeral()
+    for day in ("2024-01-03", "2024-01-04"):
+        assert dg.materialize([up], partition_key=day, resources=io, instance=inst).success
+    ok = dg.materialize(
+        [up, strict_ok],
+        selection=["strict_ok"],
+        partition_key="2024-01-04",
+        resources=io,
+        instance=inst,
+    )
+    assert ok.success
+    assert (
+        Lake(tmp_path).scan("strict_ok", ["2024-01-04"]).collect().item(0, "x") == 4
+    )  # 2 days × 2
+    bad = dg.materialize(
+        [up, strict],
+        selection=["strict"],
+        partition_key="2024-01-04",
+        resources=io,
+        instance=inst,
+        raise_on_error=False,
+    )
+    assert not bad.success  # without the flag a missing lookback partition is an error
