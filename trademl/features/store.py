@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal, Self
 
@@ -58,29 +58,56 @@ class FeatureStore:
         return self.fit_array(_matrix(frame, names), names)
 
     def fit_array(self, x: np.ndarray, names: Sequence[str]) -> Self:
-        """`fit` on a raw float matrix whose columns are `names` (NaN = missing)."""
+        """`fit` on a raw float matrix whose columns are `names` (NaN = missing).
+
+        The matrix is read one column at a time from a column-major copy (made in row blocks
+        unless `x` is Fortran-ordered already), not with one strided pass per column.
+        """
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(names):
             raise FeatureOrderError(f"matrix of shape {x.shape} does not have {len(names)} columns")
+        return self.fit_columns(_column_major(x), names)
+
+    def fit_columns(self, columns: Iterable[np.ndarray], names: Sequence[str]) -> Self:
+        """`fit` on one 1-D array per feature, in the order of `names` (NaN = missing).
+
+        The statistics of a column depend only on its values in order, so a caller holding
+        the data column-major (e.g. CPCV gathering each split's training rows) gets exactly
+        the numbers `fit_array` gives for the same rows, without building a row matrix first.
+        """
         centers, scales = np.zeros(len(names)), np.ones(len(names))
-        valid = ~np.isnan(x)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for j in range(len(names)):
-                col = x[valid[:, j], j]
-                if self.scaler == "none" or col.size == 0:
-                    continue
-                if self.scaler == "standard":
-                    c = float(col.mean())
-                    s = float(col.std(ddof=1)) if col.size > 1 else 0.0
-                else:
-                    q1, med, q3 = np.percentile(col, [25, 50, 75])
-                    c, s = float(med), float((q3 - q1) * 0.7413)
-                centers[j] = c
-                scales[j] = s if s > 0 and math.isfinite(s) else 1.0
+        n_rows: int | None = None
+        scratch = np.empty(0)
+        j = -1
+        for j, column in enumerate(columns):
+            if j >= len(names):
+                raise FeatureOrderError(f"more than {len(names)} columns for {len(names)} names")
+            col = np.asarray(column, dtype=np.float64)
+            if col.ndim != 1 or (n_rows is not None and col.size != n_rows):
+                raise FeatureOrderError(
+                    f"column {names[j]!r} has shape {col.shape}, expected ({n_rows or 'n'},)"
+                )
+            n_rows = col.size
+            missing = np.isnan(col)
+            if missing.any():
+                col = col[~missing]
+            if self.scaler == "none" or col.size == 0:
+                continue
+            if self.scaler == "standard":
+                if scratch.size < col.size:
+                    scratch = np.empty(col.size)
+                c, s = _mean_std(col, scratch)
+            else:
+                q1, med, q3 = np.percentile(col, [25, 50, 75])
+                c, s = float(med), float((q3 - q1) * 0.7413)
+            centers[j] = c
+            scales[j] = s if s > 0 and math.isfinite(s) else 1.0
+        if j + 1 != len(names):
+            raise FeatureOrderError(f"got {j + 1} columns for {len(names)} names")
         self.feature_names_ = list(names)
         self.center_ = centers
         self.scale_ = scales
-        self.n_fit_rows_ = int(x.shape[0])
+        self.n_fit_rows_ = int(n_rows or 0)
         return self
 
     def transform(self, frame: pl.DataFrame) -> np.ndarray:
@@ -89,8 +116,14 @@ class FeatureStore:
         self._require(frame.columns, names)
         return self._scale(_matrix(frame, names))
 
-    def transform_array(self, x: np.ndarray, columns: Sequence[str]) -> np.ndarray:
-        """Scale a raw matrix whose `columns` must equal the trained order exactly."""
+    def transform_array(
+        self, x: np.ndarray, columns: Sequence[str], *, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scale a raw matrix whose `columns` must equal the trained order exactly.
+
+        With `out` (float64, the shape of `x`; may be `x` itself) the result is written
+        there instead of a new array: the same numbers, without the temporaries.
+        """
         names = self._fitted()
         if list(columns) != names:
             diff = next(
@@ -101,12 +134,15 @@ class FeatureStore:
                 f"feature order differs from features.json at position {diff}: "
                 f"got {list(columns)[diff : diff + 3]}, expected {names[diff : diff + 3]}"
             )
-        return self._scale(np.asarray(x, dtype=np.float64))
+        return self._scale(np.asarray(x, dtype=np.float64), out=out)
 
-    def _scale(self, x: np.ndarray) -> np.ndarray:
-        z = (x - self.center_) / self.scale_
+    def _scale(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is not None and (out.shape != x.shape or out.dtype != np.float64):
+            raise ValueError(f"out must be float64 of shape {x.shape}, got {out.dtype} {out.shape}")
+        z = np.subtract(x, self.center_, out=out)
+        np.divide(z, self.scale_, out=z)
         if self.clip is not None:
-            z = np.clip(z, -self.clip, self.clip)
+            np.clip(z, -self.clip, self.clip, out=z)
         return z
 
     def save(self, directory: str | Path) -> Path:
@@ -162,6 +198,35 @@ class FeatureStore:
         missing = [n for n in names if n not in columns]
         if missing:
             raise FeatureOrderError(f"frame lacks feature columns {missing}")
+
+
+def _mean_std(col: np.ndarray, scratch: np.ndarray) -> tuple[float, float]:
+    """`col.mean()` and `col.std(ddof=1)` (0.0 for one value), bit for bit, in fewer passes.
+
+    The same operations in numpy's order (pairwise sum / n; squared deviations summed
+    pairwise / (n - 1); square root), with the mean computed once and the deviations
+    written into `scratch` instead of fresh temporaries.
+    """
+    n = col.size
+    mean = float(np.add.reduce(col) / n)
+    if n < 2:
+        return mean, 0.0
+    dev = np.subtract(col, mean, out=scratch[:n])
+    np.multiply(dev, dev, out=dev)
+    return mean, math.sqrt(float(np.add.reduce(dev) / (n - 1)))
+
+
+def _column_major(x: np.ndarray, block_rows: int = 4096) -> np.ndarray:
+    """[features, rows] C-ordered copy of a [rows, features] matrix (a view if `x` is F-ordered).
+
+    Copied in blocks of rows that stay in cache, instead of one strided sweep per column.
+    """
+    if x.flags.f_contiguous:
+        return x.T
+    out = np.empty((x.shape[1], x.shape[0]), dtype=np.float64)
+    for start in range(0, x.shape[0], block_rows):
+        out[:, start : start + block_rows] = x[start : start + block_rows].T
+    return out
 
 
 def _matrix(frame: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
