@@ -22,7 +22,7 @@ from trademl.execution.reconcile import blotter_summary, reconcile_broker, write
 from trademl.execution.session import feature_drift, slice_plan
 from trademl.execution.tripwires import SessionFacts, TripwireLimits, check_tripwires
 from trademl_assets.metadata import markdown_table
-from trademl_assets.partitions import CALENDAR, DRIFT_LOOKBACK, SESSIONS, sessions_of
+from trademl_assets.partitions import CALENDAR, DRIFT_LOOKBACK, PER_SESSION, SESSIONS, sessions_of
 from trademl_assets.portfolio import _qc_for
 
 ORDER_COLUMNS = {
@@ -63,6 +63,7 @@ def _session_times(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 @dg.asset(
     partitions_def=SESSIONS,
+    backfill_policy=PER_SESSION,
     group_name="execution",
     io_manager_key="lake",
     ins={"features": dg.AssetIn(partition_mapping=DRIFT_LOOKBACK)},
@@ -193,6 +194,7 @@ def _orders_output(
 
 @dg.asset(
     partitions_def=SESSIONS,
+    backfill_policy=PER_SESSION,
     group_name="execution",
     io_manager_key="lake",
     metadata={"partition_column": "date"},

@@ -83,6 +83,8 @@ with warnings.catch_warnings():
     )
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+#: Assets with a per-session side effect (a report, orders at a broker) backfill one run each.
+PER_SESSION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 def sessions_of(keys: Sequence[str]) -> list[dt.date]:

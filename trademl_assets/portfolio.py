@@ -20,6 +20,7 @@ from trademl_assets.data import QC_TABLE
 from trademl_assets.metadata import frame_metadata, markdown_table, png_metadata
 from trademl_assets.partitions import (
     BACKTEST_LOOKBACK,
+    PER_SESSION,
     PREVIOUS_SESSION,
     SESSIONS,
     SINGLE_RUN,
@@ -189,6 +190,7 @@ def _qc_for(lake_store: LakeResource, session: str) -> tuple[str, str]:
 
 @dg.asset(
     partitions_def=SESSIONS,
+    backfill_policy=PER_SESSION,
     group_name="portfolio",
     io_manager_key="lake",
     ins={"target_weights": dg.AssetIn(partition_mapping=PREVIOUS_SESSION)},

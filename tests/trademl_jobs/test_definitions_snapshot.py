@@ -78,9 +78,17 @@ def test_definitions_match_snapshot():
     assert current == expected
 
 
+#: Per-session side effects (reports, orders at a broker): one run per session, never a range.
+PER_SESSION = {"daily_report", "orders", "blotter"}
+
+
 def test_every_partitioned_asset_can_backfill_in_one_run():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        if node.partitions_def is not None:
+        if node.partitions_def is None:
+            continue
+        if key.to_user_string() in PER_SESSION:
+            assert node.backfill_policy == dg.BackfillPolicy.multi_run(1), key
+        else:
             assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
