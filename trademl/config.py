@@ -201,6 +201,62 @@ class ExecutionConfig(_Strict):
     max_feature_drift_z: float = Field(4.0, gt=0.0)
 
 
+class EnsembleConfig(_Strict):
+    """PatchTST's weight in the PatchTST/NHITS blend, by recent realized vol (daily std)."""
+
+    vol_low: float = Field(0.012, ge=0.0)
+    vol_high: float = Field(0.03, gt=0.0)
+    w_patchtst_calm: float = Field(0.7, ge=0.0, le=1.0)
+    w_patchtst_stressed: float = Field(0.3, ge=0.0, le=1.0)
+
+
+class ForecastsConfig(_Strict):
+    """NeuralForecast OOS signals ("rotten apples") and the live forecasters.
+
+    `train_end` fixes the first training cutoff (default: `train_sessions` sessions after the
+    partitions start), so a session's OOS forecast never changes when data is appended.
+    """
+
+    train_end: dt.date | None = None
+    train_sessions: int = Field(252, ge=30)
+    refit: int = Field(0, ge=0)  # 0: train once at train_end; R: retrain every R sessions
+    input_size: int = Field(64, ge=4)
+    max_steps: int = Field(300, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    batch_size: int = Field(32, ge=1)
+    windows_batch_size: int = Field(128, ge=1)
+    hidden_size: int = Field(64, ge=2)
+    patch_len: int = Field(16, ge=2)
+    stride: int = Field(8, ge=1)
+    nhits_mlp_units: int = Field(128, ge=2)
+    hist_exog: list[str] = ["rvol_20", "mkt_rvol_20", "xs_z_mom_20"]
+    vol_window: int = Field(20, ge=2)
+    trend_window: int = Field(20, ge=1)
+    seed: int = 1
+    ensemble: EnsembleConfig = EnsembleConfig()
+    min_oos_rank_ic: float = 0.0  # promotion bar of a new forecaster (NaN fails closed)
+
+
+class PolicyConfig(_Strict):
+    """GRPO sizing policy on the OOS signals; promotion against constant sizing."""
+
+    train_sessions: int = Field(504, ge=20)
+    test_frac: float = Field(0.2, gt=0.0, lt=1.0)
+    group_size: int = Field(8, ge=2)
+    lr: float = Field(3e-3, gt=0.0)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(4096, ge=1)
+    clip_eps: float = Field(0.2, gt=0.0)
+    kl_beta: float = Field(0.01, ge=0.0)
+    entropy_coef: float = Field(0.0, ge=0.0)
+    cost_bps: float = Field(5.0, ge=0.0)
+    risk_aversion: float = Field(2.0, ge=0.0)
+    hidden: list[int] = [32, 32]
+    patience: int = Field(5, ge=1)
+    seed: int = 0
+    min_sharpe_margin: float = 0.0  # OOS Sharpe must beat constant sizing by this much
+
+
 class MlflowConfig(_Strict):
     """Tracking/registry URIs; empty means sqlite under TRADEML_HOME."""
 
@@ -230,6 +286,8 @@ class Settings(_Strict):
     costs: CostsConfig = CostsConfig()
     backtest: BacktestConfig = BacktestConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    forecasts: ForecastsConfig = ForecastsConfig()
+    policy: PolicyConfig = PolicyConfig()
     mlflow: MlflowConfig = MlflowConfig()
     storage: StorageConfig = StorageConfig()
 
