@@ -229,6 +229,14 @@ def main(argv: list[str] | None = None) -> int:
             module="benchmarks.backtest_bench",
         )
     )
+    cases.append(
+        Case(
+            ["--quick"] if args.quick else [],
+            ["grpo_update_throughput", "grpo_update_throughput_inner2", "grpo_fit_throughput"],
+            args.timeout,
+            module="benchmarks.policy_bench",
+        )
+    )
     for case in cases:
         run_case(case, extra)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, Self
 
@@ -68,26 +68,31 @@ class FeatureStore:
             raise FeatureOrderError(f"matrix of shape {x.shape} does not have {len(names)} columns")
         return self.fit_columns(_column_major(x), names)
 
-    def fit_columns(self, columns: Iterable[np.ndarray], names: Sequence[str]) -> Self:
+    def fit_columns(
+        self, columns: Iterable[np.ndarray], names: Sequence[str], *, n_rows: int | None = None
+    ) -> Self:
         """`fit` on one 1-D array per feature, in the order of `names` (NaN = missing).
 
-        The statistics of a column depend only on its values in order, so a caller holding
-        the data column-major (e.g. CPCV gathering each split's training rows) gets exactly
-        the numbers `fit_array` gives for the same rows, without building a row matrix first.
+        A column's statistics depend only on its non-missing values in row order, so a
+        caller holding the data column-major gets exactly the numbers `fit_array` gives for
+        the same rows. Columns may come with their NaNs already dropped (then of different
+        lengths); `n_rows` is then the number of fit rows, else all columns share one length.
         """
         centers, scales = np.zeros(len(names)), np.ones(len(names))
-        n_rows: int | None = None
+        ragged = n_rows is not None
         scratch = np.empty(0)
         j = -1
         for j, column in enumerate(columns):
             if j >= len(names):
                 raise FeatureOrderError(f"more than {len(names)} columns for {len(names)} names")
             col = np.asarray(column, dtype=np.float64)
-            if col.ndim != 1 or (n_rows is not None and col.size != n_rows):
+            if col.ndim != 1 or (n_rows is not None and col.size > n_rows):
                 raise FeatureOrderError(
-                    f"column {names[j]!r} has shape {col.shape}, expected ({n_rows or 'n'},)"
+                    f"column {names[j]!r} has shape {col.shape} for {n_rows} rows"
                 )
-            n_rows = col.size
+            if not ragged and n_rows is not None and col.size != n_rows:
+                raise FeatureOrderError(f"column {names[j]!r} has {col.size} rows, not {n_rows}")
+            n_rows = n_rows if ragged else col.size
             missing = np.isnan(col)
             if missing.any():
                 col = col[~missing]
@@ -109,6 +114,10 @@ class FeatureStore:
         self.scale_ = scales
         self.n_fit_rows_ = int(n_rows or 0)
         return self
+
+    def _scale_rows(self, x: np.ndarray) -> None:
+        """Scale a float64 block in place (`FoldMatrix` calls it; no name check)."""
+        self._scale(x, out=x)
 
     def transform(self, frame: pl.DataFrame) -> np.ndarray:
         """Scaled float64 matrix [rows, features] in the trained order; nulls become NaN."""
@@ -232,3 +241,119 @@ def _column_major(x: np.ndarray, block_rows: int = 4096) -> np.ndarray:
 def _matrix(frame: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
     """The named columns as a float64 matrix, nulls and NaN both as NaN."""
     return frame.select([pl.col(n).cast(pl.Float64).fill_null(np.nan) for n in names]).to_numpy()
+
+
+class FoldMatrix:
+    """One raw feature matrix, fit and transformed on many row subsets (CV folds).
+
+    Holds the matrix column-major plus, per column, its non-missing values and the rows of
+    its NaNs. When a subset is a union of a few row ranges (CPCV folds over session-sorted
+    rows), a column's fit values are a few slices and the scaled row matrix is assembled
+    in cache-sized blocks: the numbers `FeatureStore.fit_array(x[rows])` and
+    `transform_array` give, without one pass over the whole matrix per column.
+
+    Parameters
+    ----------
+    x:
+        float [rows, features] matrix whose columns are `names` (NaN = missing).
+    names:
+        The feature names, in column order.
+    """
+
+    BLOCK_ROWS = 4096
+    MIN_RUN = 64  # shorter average ranges use a gather instead of slices
+
+    def __init__(self, x: np.ndarray, names: Sequence[str]) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(names):
+            raise FeatureOrderError(f"matrix of shape {x.shape} does not have {len(names)} columns")
+        self.names = list(names)
+        self.n_rows = int(x.shape[0])
+        self._cols = _column_major(x)
+        self._nan_rows: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        for col in self._cols:
+            missing = np.isnan(col)
+            self._nan_rows.append(np.flatnonzero(missing))
+            self._values.append(col[~missing] if self._nan_rows[-1].size else col)
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, names: Sequence[str]) -> FoldMatrix:
+        """The named columns of `frame` (nulls and NaN both missing)."""
+        FeatureStore._require(frame.columns, names)
+        return cls(_matrix(frame, names), names)
+
+    def fit(
+        self,
+        rows: np.ndarray,
+        *,
+        scaler: Literal["standard", "robust", "none"] = "standard",
+        clip: float | None = 5.0,
+    ) -> FeatureStore:
+        """A `FeatureStore(features=names, scaler=, clip=)` fit on `rows` (sorted, unique)."""
+        rows = self._check_rows(rows)
+        store = FeatureStore(features=self.names, scaler=scaler, clip=clip)
+        runs = self._runs(rows)
+        if runs is None:
+            return store.fit_columns((col[rows] for col in self._cols), self.names)
+        return store.fit_columns(self._run_columns(runs), self.names, n_rows=rows.size)
+
+    def transform(
+        self, store: FeatureStore, rows: np.ndarray, *, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`store.transform_array(x[rows], names)`, written into `out` ([len(rows), k]) if given."""
+        rows = self._check_rows(rows)
+        if store._fitted() != self.names:
+            raise FeatureOrderError("the store was fit on other features than this matrix holds")
+        shape = (rows.size, len(self.names))
+        if out is None:
+            out = np.empty(shape)
+        elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-ordered float64 of shape {shape}")
+        step = self.BLOCK_ROWS
+        runs = self._runs(rows)
+        if runs is None:
+            for at in range(0, rows.size, step):
+                block = out[at : at + step]
+                np.copyto(block, np.take(self._cols, rows[at : at + step], axis=1).T)
+                store._scale_rows(block)
+            return out
+        at = 0
+        for start, stop in runs:
+            for lo in range(start, stop, step):
+                hi = min(stop, lo + step)
+                block = out[at : at + hi - lo]
+                np.copyto(block, self._cols[:, lo:hi].T)
+                store._scale_rows(block)
+                at += hi - lo
+        return out
+
+    def _check_rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(f"rows must be a 1-D integer array, got {rows.dtype} {rows.shape}")
+        if rows.size and (rows[0] < 0 or rows[-1] >= self.n_rows or (np.diff(rows) <= 0).any()):
+            raise ValueError(f"rows must be sorted, unique and within [0, {self.n_rows})")
+        return rows.astype(np.intp, copy=False)
+
+    def _runs(self, rows: np.ndarray) -> list[tuple[int, int]] | None:
+        """Maximal [start, stop) ranges of consecutive rows, or None when they are too short."""
+        if rows.size == 0:
+            return []
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        if breaks.size + 1 > max(1, rows.size // self.MIN_RUN):
+            return None
+        starts = rows[np.r_[0, breaks]]
+        stops = rows[np.r_[breaks - 1, rows.size - 1]] + 1
+        return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+    def _run_columns(self, runs: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+        """Each column's non-missing values over `runs`, in row order (one reused buffer)."""
+        bounds = np.array(runs, dtype=np.intp).reshape(-1)
+        buffer = np.empty(sum(b - a for a, b in runs))
+        for values, nan_rows in zip(self._values, self._nan_rows, strict=True):
+            # position of each run bound among the non-missing values
+            at = bounds - np.searchsorted(nan_rows, bounds) if nan_rows.size else bounds
+            pieces = [values[a:b] for a, b in zip(at[0::2], at[1::2], strict=True)]
+            n = sum(p.size for p in pieces)
+            yield np.concatenate(pieces, out=buffer[:n]) if pieces else buffer[:0]

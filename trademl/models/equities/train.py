@@ -16,9 +16,9 @@ import numpy as np
 import optuna
 import polars as pl
 
-from trademl.features.store import FeatureStore
+from trademl.features.store import FeatureStore, FoldMatrix
 from trademl.models.equities.dataset import AlphaDataset
-from trademl.models.equities.estimators import make_estimator
+from trademl.models.equities.estimators import LGBMAlpha, make_estimator
 from trademl.models.equities.weights import time_decay_weights
 from trademl.validation.cpcv import CombinatorialPurgedCV
 from trademl.validation.metrics import (
@@ -98,25 +98,56 @@ def cross_validate(
     half_life_months: float | None = None,
     objective: str = "regression",
 ) -> CVResult:
-    """CPCV: per split, fit the FeatureStore and the model on the (purged) training rows only."""
+    """CPCV: per split, fit the FeatureStore and the model on the (purged) training rows only.
+
+    The feature matrix is read once into a `FoldMatrix`; each split's scaled training and
+    test rows are assembled into two buffers reused across splits (a model lives only within
+    its split). LightGBM test folds are scored by `LGBMExactScorer`, which equals
+    `Booster.predict` bit for bit (checked on a sample of rows, else native predict is used).
+    """
     t0 = time.perf_counter()
     fit_s = 0.0
     preds: list[np.ndarray] = []
     y = training_target(ds, objective)
     names = ds.feature_names
-    x_all = ds.frame.select(names).cast(pl.Float64).fill_null(np.nan).to_numpy()
+    data = FoldMatrix.from_frame(ds.frame, names)
     dates = ds.dates
+    buffers = {"train": np.empty((0, len(names))), "test": np.empty((0, len(names)))}
+
+    def scaled(store: FeatureStore, rows: np.ndarray, slot: str) -> np.ndarray:
+        if buffers[slot].shape[0] < rows.size:
+            buffers[slot] = np.empty((rows.size, len(names)))
+        return data.transform(store, rows, out=buffers[slot][: rows.size])
+
     for train, test in cv.split(ds.session, ds.t1):
-        store = FeatureStore(features=names).fit_array(x_all[train], names)
+        store = data.fit(train)
         w = time_decay_weights(dates[train], half_life_months=half_life_months)
-        x_train = store.transform_array(x_all[train], names)
-        x_test = store.transform_array(x_all[test], names)
+        x_train = scaled(store, train, "train")
         f0 = time.perf_counter()
         model = make_model().fit(x_train, y[train], sample_weight=w)
         fit_s += time.perf_counter() - f0
-        preds.append(np.asarray(model.predict(x_test), dtype=np.float64))
+        preds.append(_predict_fold(model, scaled(store, test, "test")))
     oof = cv.assemble_paths(ds.session, ds.t1, preds)
     return CVResult(oof=oof, fit_seconds=fit_s, total_seconds=time.perf_counter() - t0)
+
+
+def _predict_fold(model: Any, x: np.ndarray, n_check: int = 256) -> np.ndarray:
+    """`model.predict(x)` as float64; LightGBM through `LGBMExactScorer` when it agrees exactly."""
+    if isinstance(model, LGBMAlpha) and x.shape[0] > n_check:
+        from trademl.models.equities.onnx_export import LGBMExactScorer
+
+        try:
+            scorer = LGBMExactScorer(
+                model.native_bytes().decode("utf-8"), model.n_features_in_, n_threads=model.n_jobs
+            )
+        except ValueError:  # a model the converter does not cover (e.g. categorical splits)
+            scorer = None
+        sample = np.linspace(0, x.shape[0] - 1, n_check).astype(np.intp)
+        if scorer is not None and np.array_equal(
+            scorer.predict(x[sample]), model.predict(x[sample])
+        ):
+            return scorer.predict(x)
+    return np.asarray(model.predict(x), dtype=np.float64)
 
 
 def path_metrics(
