@@ -206,6 +206,18 @@ class TrackedRun:
         """Save a matplotlib/plotly figure as an artifact of this run."""
         self._client.log_figure(self.run_id, fig, artifact_file)
 
+    def log_model_files(self, directory: str | os.PathLike[str], name: str) -> str:
+        """Log a directory as an MLflow 3 LoggedModel of this run (for models without an
+        MLflow flavor, e.g. saved NeuralForecast models); returns its ``models:/<id>`` URI."""
+        local = Path(directory)
+        _check_file(local, _secret_env_values())
+        model = self._client.create_logged_model(
+            self.experiment_id, name=name, source_run_id=self.run_id
+        )
+        self._client.log_model_artifacts(model.model_id, str(local))
+        self._client.finalize_logged_model(model.model_id, "READY")
+        return f"models:/{model.model_id}"
+
 
 class MlflowResource(dg.ConfigurableResource):
     """MLflow client wrapper: runs always end FINISHED/FAILED; registry uses aliases only."""
@@ -436,6 +448,14 @@ class MlflowResource(dg.ConfigurableResource):
         existing = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
         links = [*json.loads(existing or "[]"), {"name": name, "version": version}]
         client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
+
+    def download(self, model_uri: str, dst: str | os.PathLike[str]) -> Path:
+        """Download a model's files (``models:/<id>`` or a registered version's source)."""
+        mlflow = _mlflow()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self._registry_uri())
+        source, _, _ = self._resolve_source(self.client(), None, model_uri)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst)))
 
     def alias_version(self, name: str, alias: str) -> ModelVersion | None:
         """The version carrying `alias`, or None if the model or the alias does not exist."""

@@ -313,3 +313,21 @@ def test_partition_range_is_tagged_as_a_span(res: MlflowResource) -> None:
     got = _run(res, mat.metadata["mlflow_run_id"].value)
     assert got.data.tags["dagster.partition"] == "AAA...BBB"
     assert got.info.status == "FINISHED"
+
+
+def test_a_directory_model_registers_and_downloads(res: MlflowResource, tmp_path: Path) -> None:
+    src = tmp_path / "model"
+    (src / "nested").mkdir(parents=True)
+    (src / "meta.json").write_text('{"v": 1}')
+    (src / "nested" / "w.bin").write_bytes(b"\x00\x01")
+    with res.start_run(
+        asset="files", partition=None, dagster_run_id="dr-files", data_fingerprint="f"
+    ) as run:
+        uri = run.log_model_files(src, name="forecasters")
+    assert uri.startswith("models:/")
+    version = res.register(run.run_id, uri, "files_model")
+    assert str(res.alias_version("files_model", CHALLENGER).version) == version  # type: ignore[union-attr]
+    got = res.download(f"models:/files_model/{version}", tmp_path / "out")
+    assert (got / "meta.json").read_text() == '{"v": 1}'
+    assert (got / "nested" / "w.bin").read_bytes() == b"\x00\x01"
+    assert res.download(uri, tmp_path / "out2").joinpath("meta.json").exists()
