@@ -82,6 +82,24 @@ with warnings.catch_warnings():
         start_offset=-(DRIFT_WINDOW - 1), allow_nonexistent_upstream_partitions=True
     )
 
+    #: Bars/features the OOS forecasts read: everything since the data start (capped at 20
+    #: years); read with MISSING_OK, so the window is whatever history the lake holds.
+    FORECAST_HISTORY = dg.TimeWindowPartitionMapping(
+        start_offset=-(20 * 252 - 1), allow_nonexistent_upstream_partitions=True
+    )
+    _fc = SETTINGS.forecasts
+    #: Sessions of bars/features a live forecast at d reads: the models' input window plus
+    #: the vol/trend context.
+    FORECAST_INPUT_WINDOW = _fc.input_size + max(_fc.vol_window, _fc.trend_window) + 2
+    FORECAST_INPUT_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(FORECAST_INPUT_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+    #: Sessions of realized OOS signals a policy as of d trains and tests on.
+    POLICY_WINDOW = SETTINGS.policy.train_sessions
+    POLICY_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(POLICY_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 #: Assets with a per-session side effect (a report, orders at a broker) backfill one run each.
 PER_SESSION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)

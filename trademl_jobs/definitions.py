@@ -9,15 +9,26 @@ from resources.lake import LakeIOManager, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.config import Settings, config_path
-from trademl_assets import data, equities, execution, features, labels, portfolio
+from trademl_assets import (
+    data,
+    equities,
+    execution,
+    features,
+    forecasts,
+    labels,
+    policy,
+    portfolio,
+)
 from trademl_assets.partitions import SETTINGS
 from trademl_jobs.jobs import (
     daily_job,
     daily_schedule,
     equities_train_job,
+    forecasts_train_job,
     morning_reconciliation_schedule,
     reconciliation_job,
     trade_job,
+    weekly_forecasts_schedule,
     weekly_retrain_schedule,
 )
 from trademl_jobs.sensors import live_ic_retrain_sensor, trade_after_daily_sensor
@@ -63,9 +74,16 @@ def resources_for(settings: Settings) -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data, features, labels, equities, portfolio, execution]),
-    jobs=[daily_job, equities_train_job, trade_job, reconciliation_job],
-    schedules=[daily_schedule, weekly_retrain_schedule, morning_reconciliation_schedule],
+    assets=dg.load_assets_from_modules(
+        [data, features, labels, equities, forecasts, policy, portfolio, execution]
+    ),
+    jobs=[daily_job, equities_train_job, forecasts_train_job, trade_job, reconciliation_job],
+    schedules=[
+        daily_schedule,
+        weekly_retrain_schedule,
+        weekly_forecasts_schedule,
+        morning_reconciliation_schedule,
+    ],
     sensors=[live_ic_retrain_sensor, trade_after_daily_sensor],
     resources=resources_for(SETTINGS),
     executor=executor_for(SETTINGS.env),

@@ -5,7 +5,7 @@ import dagster as dg
 from trademl_assets.partitions import CALENDAR, SESSIONS
 
 DAILY_SELECTION = dg.AssetSelection.groups("data", "features") | dg.AssetSelection.assets(
-    "equities_xs_scores", "target_weights", "backtest"
+    "equities_xs_scores", "forecast_scores", "policy_actions", "target_weights", "backtest"
 )
 TRAIN_SELECTION = dg.AssetSelection.assets("equities_xs_model", "equities_xs_champion")
 
@@ -15,6 +15,20 @@ daily_job = dg.define_asset_job(
     partitions_def=SESSIONS,
     description="Bars, QC, features, labels, champion scores, target weights and the trailing "
     "backtest of one session (or a range: a single-run backfill).",
+)
+
+forecasts_train_job = dg.define_asset_job(
+    "forecasts_train",
+    selection=dg.AssetSelection.assets(
+        "oos_signals",
+        "oos_forecaster",
+        "oos_forecaster_champion",
+        "grpo_policy",
+        "grpo_policy_champion",
+    ),
+    partitions_def=SESSIONS,
+    description="OOS signals up to a session, the live forecasters and the GRPO policy as of "
+    "it, each promoted only through its blocking gate.",
 )
 
 trade_job = dg.define_asset_job(
@@ -79,3 +93,15 @@ def morning_reconciliation_schedule(
     now = context.scheduled_execution_time
     session = CALENDAR.latest_completed_session(now)
     return dg.RunRequest(run_key=f"blotter-{session}", partition_key=session.isoformat())
+
+
+@dg.schedule(
+    job=forecasts_train_job,
+    cron_schedule="0 21 * * 5",
+    execution_timezone=str(CALENDAR.tz),
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def weekly_forecasts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every Friday night: signals, forecasters and policy as of the latest session."""
+    session = CALENDAR.latest_completed_session(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=f"forecasts-{session}", partition_key=session.isoformat())

@@ -1,0 +1,75 @@
+"""What every model sleeve's assets share: moving `champion` after a passed gate, and finding
+the champion a session may use (the latest promotion dated on or before it)."""
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from resources.lake import Lake
+from resources.mlflow import CHAMPION, MlflowResource
+
+CHAMPION_SCHEMA = {
+    "date": pl.Date,
+    "version": pl.String,
+    "previous_champion": pl.String,
+    "run_id": pl.String,
+    "model_uri": pl.String,
+}
+
+
+def promote_passed(
+    context: dg.AssetExecutionContext,
+    model_rows: pl.DataFrame,
+    mlflow: MlflowResource,
+    name: str,
+    reason_keys: tuple[str, ...],
+) -> pl.DataFrame:
+    """Move `champion` of `name` to each row's version in date order (the gate passed, or
+    this asset would not run); the rows of the champion history this writes."""
+    rows = []
+    for row in model_rows.sort("date").iter_rows(named=True):
+        before = mlflow.alias_version(name, CHAMPION)
+        mlflow.promote(name, row["version"], {k: f"{row[k]:.4g}" for k in reason_keys})
+        rows.append(
+            {
+                "date": row["date"],
+                "version": row["version"],
+                "previous_champion": str(before.version) if before else None,
+                "run_id": row["run_id"],
+                "model_uri": row.get("model_uri"),
+            }
+        )
+        context.log.info(f"{name} v{row['version']} is champion as of {row['date']}")
+    return pl.DataFrame(rows, schema=CHAMPION_SCHEMA)
+
+
+def champion_history(lake: Lake, champion_asset: str) -> pl.DataFrame:
+    """Every promotion recorded by `champion_asset`, oldest first."""
+    keys = lake.partitions(champion_asset)
+    if not keys:
+        return pl.DataFrame(schema=CHAMPION_SCHEMA)
+    return lake.scan(champion_asset, keys).collect().sort("date")
+
+
+def champion_as_of(history: pl.DataFrame, session: dt.date) -> dict[str, Any] | None:
+    """The champion promoted most recently on or before `session` (never a later one)."""
+    known = history.filter(pl.col("date") <= session)
+    return known.row(-1, named=True) if known.height else None
+
+
+class ModelCache:
+    """Downloads each champion version once per run and opens it with `loader`."""
+
+    def __init__(self, mlflow: MlflowResource, loader: Any, tmp: str) -> None:
+        self._mlflow, self._loader, self._tmp = mlflow, loader, Path(tmp)
+        self._cache: dict[str, Any] = {}
+
+    def get(self, row: dict[str, Any]) -> Any:
+        version = row["version"]
+        if version not in self._cache:
+            local = self._mlflow.download(row["model_uri"], self._tmp / f"v{version}")
+            self._cache[version] = self._loader(local)
+        return self._cache[version]
