@@ -18,6 +18,7 @@ from trademl.models.equities.promotion import decide
 from trademl.provenance import data_fingerprint
 from trademl_assets.metadata import figure_metadata
 from trademl_assets.partitions import CALENDAR, SESSIONS, SINGLE_RUN, TRAIN_LOOKBACK, sessions_of
+from trademl_assets.sleeves import champion_as_of, champion_history, promote_passed
 
 MODEL_NAME = "equities_xs"
 GATE = "promotion_gate"
@@ -164,30 +165,8 @@ def equities_xs_champion(
     context: dg.AssetExecutionContext, equities_xs_model: pl.DataFrame, mlflow: MlflowResource
 ) -> dg.Output[pl.DataFrame]:
     """Moves `champion` to the snapshot that passed its blocking promotion gate."""
-    rows = []
-    for row in equities_xs_model.sort("date").iter_rows(named=True):
-        before = mlflow.alias_version(MODEL_NAME, CHAMPION)
-        reasons = {k: f"{row[k]:.4g}" for k in SCALARS}
-        mlflow.promote(MODEL_NAME, row["version"], reasons)
-        rows.append(
-            {
-                "date": row["date"],
-                "version": row["version"],
-                "previous_champion": str(before.version) if before else None,
-                "run_id": row["run_id"],
-            }
-        )
-        context.log.info(f"{MODEL_NAME} v{row['version']} is champion as of {row['date']}")
-    out = pl.DataFrame(
-        rows,
-        schema={
-            "date": pl.Date,
-            "version": pl.String,
-            "previous_champion": pl.String,
-            "run_id": pl.String,
-        },
-    )
-    return dg.Output(out, metadata={"champion": rows[-1]["version"] if rows else "unchanged"})
+    out = promote_passed(context, equities_xs_model, mlflow, MODEL_NAME, SCALARS)
+    return dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
 
 
 @dg.asset(
@@ -209,19 +188,12 @@ def equities_xs_scores(
     A historical session uses the snapshot promoted as of the latest promotion ≤ that
     session, never one that saw later data; a session with no champion yet gets no rows.
     """
-    lake = lake_store.lake
-    promoted = lake.partitions("equities_xs_champion")
-    history = (
-        lake.scan("equities_xs_champion", promoted).collect().sort("date")
-        if promoted
-        else pl.DataFrame(schema={"date": pl.Date, "version": pl.String, "run_id": pl.String})
-    )
+    history = champion_history(lake_store.lake, "equities_xs_champion")
     parts, used, cache = [], {}, {}
     for session in sessions_of(context.partition_keys):
-        known = history.filter(pl.col("date") <= session)
-        if known.height == 0:
+        row = champion_as_of(history, session)
+        if row is None:
             continue
-        row = known.row(-1, named=True)
         version = row["version"]
         if version not in cache:
             cache[version] = _load_bundle(mlflow, row["run_id"])
