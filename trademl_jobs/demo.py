@@ -23,6 +23,7 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
+GATES = {"promotion_gate", "forecaster_gate", "policy_gate"}  # a refusal is an answer
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # we explain failures
 
 
@@ -48,9 +49,7 @@ def _run(
     what = ", ".join(k.to_user_string() for k in kw.get("asset_selection", [])) or job.name
     print(f"  {what}: {keys[0]}…{keys[-1]} ({len(keys)} sessions) in {took:.1f}s", flush=True)
     gate_only = all(
-        e.check_name == "promotion_gate"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed
+        e.check_name in GATES for e in result.get_asset_check_evaluations() if not e.passed
     )
     if not result.success and not (gate_may_fail and gate_only):
         checks = [e.description for e in result.get_asset_check_evaluations() if not e.passed]
@@ -58,6 +57,41 @@ def _run(
         why = checks + failed[-1:] or ["see the Dagster UI"]
         raise SystemExit("demo run failed: " + "\n  ".join(str(w) for w in why))
     return result
+
+
+def _forecasts_summary(
+    lake, latest: str, keys: list[str], trained: dg.ExecuteInProcessResult
+) -> dict:
+    """The rotten apples, the forecaster and the policy: promoted or why not, and today's
+    positions."""
+    gates = {e.check_name: e for e in trained.get_asset_check_evaluations()}
+    signals = lake.scan("oos_signals", keys).select(pl.len()).collect().item()
+    fc = lake.scan("oos_forecaster", [latest]).collect().row(0, named=True)
+    pol = lake.scan("grpo_policy", [latest]).collect().row(0, named=True)
+    actions = lake.scan("policy_actions", [latest]).collect()
+
+    def verdict(name: str) -> dict:
+        g = gates.get(name)
+        return {"promoted": bool(g and g.passed), "why": g.description if g else "not evaluated"}
+
+    return {
+        "oos_signals_rows": signals,
+        "oos_forecaster": {
+            "version": fc["version"],
+            "oos_rank_ic": fc["rank_ic_mean"],
+            "hit_rate": fc["hit_rate"],
+            **verdict("forecaster_gate"),
+        },
+        "grpo_policy": {
+            "version": pol["version"],
+            "oos_sharpe": pol["sharpe_policy"],
+            "oos_sharpe_constant": pol["sharpe_sign"],
+            "oos_sharpe_vol_target": pol["sharpe_vol_target"],
+            **verdict("policy_gate"),
+        },
+        "policy_actions_rows": actions.height,
+        "mean_size": float(actions.get_column("size").mean()) if actions.height else None,
+    }
 
 
 def _trading_summary(lake, latest: str, traded: dg.ExecuteInProcessResult) -> dict:
@@ -135,6 +169,30 @@ def main(argv: list[str] | None = None) -> int:
                 dg.AssetKey(k) for k in ("equities_xs_scores", "target_weights", "backtest")
             ],
         )
+        fc_train = defs.resolve_job_def("forecasts_train")
+        history_keys = keys[-history:]
+        _run(fc_train, instance, history_keys, asset_selection=[dg.AssetKey("oos_signals")])
+        forecasts = _run(
+            fc_train,
+            instance,
+            [latest],
+            gate_may_fail=True,
+            asset_selection=[
+                dg.AssetKey(k)
+                for k in (
+                    "oos_forecaster",
+                    "oos_forecaster_champion",
+                    "grpo_policy",
+                    "grpo_policy_champion",
+                )
+            ],
+        )
+        _run(
+            daily,
+            instance,
+            [latest],
+            asset_selection=[dg.AssetKey("forecast_scores"), dg.AssetKey("policy_actions")],
+        )
         traded = _run(defs.resolve_job_def("trade"), instance, [latest])
         _run(defs.resolve_job_def("reconciliation"), instance, [latest])
     qc = {e.check_name: e for e in result.get_asset_check_evaluations()}.get("quality")
@@ -166,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scores_rows": scores.height,
         "scored_by": scores.get_column("model_version").unique().to_list() if scores.height else [],
+        **_forecasts_summary(lake, latest, history_keys, forecasts),
         **_trading_summary(lake, latest, traded),
     }
     assert scored.success

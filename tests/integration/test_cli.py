@@ -24,6 +24,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "data:\n  source: synthetic\n  symbols: 8\n  start: 2019-01-02\n  seed: 11\n"
         "equities:\n  train_sessions: 120\n  n_trials: 2\n  n_estimators: 30\n"
         "  n_groups: 4\n  n_test_groups: 1\n  embargo: 5\n"
+        "forecasts:\n  train_sessions: 60\n  input_size: 16\n  max_steps: 10\n"
+        "  hidden_size: 16\n  patch_len: 8\n  stride: 4\n  nhits_mlp_units: 16\n"
+        "  vol_window: 5\n  trend_window: 5\n"
+        "policy:\n  train_sessions: 60\n  epochs: 3\n  batch_size: 256\n  hidden: [8]\n"
     )
     home = tmp_path / "home"
     (home / "dagster").mkdir(parents=True)

@@ -44,6 +44,15 @@ def test_demo_materializes_latest_session_and_reports_locations(tmp_path):
     else:
         assert "fails" in model["why"] and summary["scores_rows"] == 0
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
+    # rotten apples, the forecaster and the policy: promoted or refused with reasons
+    assert summary["oos_signals_rows"] > 0
+    for sleeve in ("oos_forecaster", "grpo_policy"):
+        assert summary[sleeve]["version"] == "1" and summary[sleeve]["why"]
+    if summary["oos_forecaster"]["promoted"] and summary["grpo_policy"]["promoted"]:
+        assert summary["policy_actions_rows"] == summary["bars_rows"]
+        assert 0 < summary["mean_size"] < 2
+    else:
+        assert summary["policy_actions_rows"] == 0
     # the latest session's report, dry-run orders, blotter and backtest plots
     session = summary["session"]
     reports_dir = tmp_path / "home" / "reports"
