@@ -237,6 +237,15 @@ def main(argv: list[str] | None = None) -> int:
             module="benchmarks.policy_bench",
         )
     )
+    fc_tag = "20x500" if args.quick else "100x2500"
+    cases.append(
+        Case(
+            ["--quick"] if args.quick else [],
+            [f"forecasts_oos_wall_{fc_tag}", f"forecasts_oos_count_{fc_tag}"],
+            args.timeout,
+            module="benchmarks.forecasts_bench",
+        )
+    )
     for case in cases:
         run_case(case, extra)
 
