@@ -143,6 +143,9 @@ class EquitiesConfig(_Strict):
     half_life_months: float | None = 24.0
     spread_bps: float = Field(5.0, ge=0)
     baseline_feature: str = "mom_12_1"
+    #: Give the model the market-vol regime (mkt_rvol_20) as an input; it is always used to
+    #: report rank IC per regime (calm / high-vol).
+    regime_feature: bool = False
     live_ic_window: int = Field(60, ge=5)
     live_ic_floor: float = 0.0
     promotion: PromotionConfig = PromotionConfig()

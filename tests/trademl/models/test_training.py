@@ -15,6 +15,7 @@ from trademl.features import build_features, feature_names
 from trademl.labels import compute_labels
 from trademl.models.equities.dataset import build_dataset
 from trademl.models.equities.promotion import PromotionPolicy, decide
+from trademl.models.equities.regimes import REGIME_FEATURE
 from trademl.models.equities.train import governance, run_hpo
 from trademl.validation.cpcv import CombinatorialPurgedCV
 from trademl.validation.metrics import ic_by_session, ic_summary
@@ -41,7 +42,8 @@ def _dataset(mode: str, ic: float, seed: int, class_label: str | None = None):
     fcfg = FeatureConfig()
     feats = build_features(bars, sessions, cross_sectional=fcfg.cross_sectional)
     labels = compute_labels(bars, sessions, LabelConfig())
-    names = feature_names(fcfg.cross_sectional)
+    # the default model inputs: the market-vol regime is evaluated, not fed to the model
+    names = [n for n in feature_names(fcfg.cross_sectional) if n != REGIME_FEATURE]
     ds = build_dataset(
         feats,
         labels,

@@ -54,6 +54,7 @@ def build_dataset(
     sessions: Sequence[dt.date],
     feature_names: Sequence[str],
     class_label: str | None = None,
+    extra_columns: Sequence[str] = (),
 ) -> AlphaDataset:
     """Join features to the `label` rows whose window ended by `as_of` (honesty rule 3).
 
@@ -68,13 +69,17 @@ def build_dataset(
     class_label:
         Also join this label (e.g. ``tb_label``) as ``y_class`` for classification; rows
         keep the later of the two ends as ``t1`` so purging covers both windows.
+    extra_columns:
+        Feature columns kept in the frame for evaluation (e.g. the market-vol regime) but not
+        given to the model.
     """
     lab = (
         labels.lazy()
         .filter((pl.col("name") == label) & (pl.col("t1") <= as_of))
         .select("date", "symbol", "t1", pl.col("value").alias("y"))
     )
-    feats = features.lazy().select("date", "symbol", *feature_names)
+    extra = [c for c in extra_columns if c not in feature_names]
+    feats = features.lazy().select("date", "symbol", *feature_names, *extra)
     if class_label is not None:
         cls = (
             labels.lazy()

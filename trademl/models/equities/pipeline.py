@@ -64,14 +64,17 @@ def train_snapshot(
     progress: Callable[[int, float], None] | None = None,
 ) -> Snapshot:
     """Train the sleeve's model as of `as_of` on labels whose window ended by then."""
+    # the market-vol regime is always there to evaluate per regime; a model input only on request
+    model_features = [n for n in feature_names if n != REGIME_FEATURE or cfg.regime_feature]
     ds: AlphaDataset = build_dataset(
         features,
         labels,
         label=cfg.label,
         as_of=as_of,
         sessions=sessions,
-        feature_names=feature_names,
+        feature_names=model_features,
         class_label=cfg.class_label if cfg.objective == "classification" else None,
+        extra_columns=[REGIME_FEATURE] if REGIME_FEATURE in feature_names else [],
     )
     cv = CombinatorialPurgedCV(
         n_groups=cfg.n_groups, n_test_groups=cfg.n_test_groups, embargo=cfg.embargo
