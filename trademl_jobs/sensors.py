@@ -5,7 +5,7 @@ import dagster as dg
 from resources.lake import LakeError, LakeResource
 from resources.settings import SettingsResource
 from trademl.models.equities.monitor import live_rank_ic
-from trademl_assets.partitions import CALENDAR, SESSIONS
+from trademl_assets.partitions import SESSIONS
 from trademl_jobs.jobs import daily_job, equities_train_job, trade_job
 
 
@@ -56,7 +56,7 @@ def trade_after_daily_sensor(
     Backfills of past sessions never trade: orders only go out for the latest session.
     """
     key = context.dagster_run.tags.get("dagster/partition")
-    latest = CALENDAR.latest_completed_session().isoformat()
+    latest = SESSIONS.get_last_partition_key()
     if key != latest:
         return dg.SkipReason(f"daily run for {key or 'a range'} is not the latest session {latest}")
     return dg.RunRequest(run_key=f"trade-{key}", partition_key=key)

@@ -72,3 +72,37 @@ def test_no_history_skips(tmp_path):
         resources={"lake_store": LakeResource(root=str(tmp_path)), "settings": SettingsResource()}
     )
     assert isinstance(live_ic_retrain_sensor(ctx), dg.SkipReason)
+
+
+@dg.op
+def _noop() -> None:
+    return None
+
+
+@dg.job
+def _finished() -> None:
+    _noop()
+
+
+def _trade_request(partition: str | None):
+    from trademl_jobs.sensors import trade_after_daily_sensor
+
+    tags = {"dagster/partition": partition} if partition else {}
+    with dg.instance_for_test() as instance:
+        result = _finished.execute_in_process(instance=instance, tags=tags)
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="trade_after_daily_sensor",
+            dagster_event=result.get_run_success_event(),
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        )
+        return trade_after_daily_sensor(ctx)
+
+
+def test_trade_follows_a_daily_run_of_the_latest_session_only():
+    latest = SESSIONS.get_last_partition_key()
+    req = _trade_request(latest)
+    assert isinstance(req, dg.RunRequest) and req.partition_key == latest
+    assert req.run_key == f"trade-{latest}"  # one trade run per session, however often
+    for past in (SESSIONS.get_partition_keys()[-2], None):  # a backfill never trades
+        assert isinstance(_trade_request(past), dg.SkipReason)
