@@ -18,7 +18,7 @@ from trademl.models.equities.promotion import decide
 from trademl.provenance import data_fingerprint
 from trademl_assets.metadata import figure_metadata
 from trademl_assets.partitions import CALENDAR, SESSIONS, SINGLE_RUN, TRAIN_LOOKBACK, sessions_of
-from trademl_assets.sleeves import champion_as_of, champion_history, promote_passed
+from trademl_assets.sleeves import champion_as_of, champion_asset, champion_history
 
 MODEL_NAME = "equities_xs"
 GATE = "promotion_gate"
@@ -153,20 +153,9 @@ def equities_xs_model(
     )
 
 
-@dg.asset(
-    partitions_def=SESSIONS,
-    backfill_policy=SINGLE_RUN,
-    group_name="equities",
-    io_manager_key="lake",
-    metadata={"partition_column": "date"},
-    kinds={"mlflow"},
+equities_xs_champion = champion_asset(
+    model_asset="equities_xs_model", registered=MODEL_NAME, group="equities", reason_keys=SCALARS
 )
-def equities_xs_champion(
-    context: dg.AssetExecutionContext, equities_xs_model: pl.DataFrame, mlflow: MlflowResource
-) -> dg.Output[pl.DataFrame]:
-    """Moves `champion` to the snapshot that passed its blocking promotion gate."""
-    out = promote_passed(context, equities_xs_model, mlflow, MODEL_NAME, SCALARS)
-    return dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
 
 
 @dg.asset(

@@ -27,7 +27,7 @@ from trademl_assets.partitions import (
     SINGLE_RUN,
     sessions_of,
 )
-from trademl_assets.sleeves import ModelCache, champion_as_of, champion_history, promote_passed
+from trademl_assets.sleeves import ModelCache, champion_as_of, champion_asset, champion_history
 
 MODEL_NAME = "oos_forecaster"
 GATE = "forecaster_gate"
@@ -211,20 +211,12 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-@dg.asset(
-    partitions_def=SESSIONS,
-    backfill_policy=SINGLE_RUN,
-    group_name="forecasts",
-    io_manager_key="lake",
-    metadata={"partition_column": "date"},
-    kinds={"mlflow"},
+oos_forecaster_champion = champion_asset(
+    model_asset="oos_forecaster",
+    registered=MODEL_NAME,
+    group="forecasts",
+    reason_keys=("rank_ic_mean",),
 )
-def oos_forecaster_champion(
-    context: dg.AssetExecutionContext, oos_forecaster: pl.DataFrame, mlflow: MlflowResource
-) -> dg.Output[pl.DataFrame]:
-    """Moves `champion` of `oos_forecaster` to the version that passed its gate."""
-    out = promote_passed(context, oos_forecaster, mlflow, MODEL_NAME, ("rank_ic_mean",))
-    return dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
 
 
 @dg.asset(

@@ -16,7 +16,7 @@ from trademl.config import Settings
 from trademl.provenance import data_fingerprint
 from trademl_assets.metadata import frame_metadata, markdown_table
 from trademl_assets.partitions import POLICY_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
-from trademl_assets.sleeves import ModelCache, champion_as_of, champion_history, promote_passed
+from trademl_assets.sleeves import ModelCache, champion_as_of, champion_asset, champion_history
 
 MODEL_NAME = "grpo_policy"
 GATE = "policy_gate"
@@ -155,20 +155,12 @@ def grpo_policy(
     )
 
 
-@dg.asset(
-    partitions_def=SESSIONS,
-    backfill_policy=SINGLE_RUN,
-    group_name="policy",
-    io_manager_key="lake",
-    metadata={"partition_column": "date"},
-    kinds={"mlflow"},
+grpo_policy_champion = champion_asset(
+    model_asset="grpo_policy",
+    registered=MODEL_NAME,
+    group="policy",
+    reason_keys=("sharpe_policy", "sharpe_sign"),
 )
-def grpo_policy_champion(
-    context: dg.AssetExecutionContext, grpo_policy: pl.DataFrame, mlflow: MlflowResource
-) -> dg.Output[pl.DataFrame]:
-    """Moves `champion` of `grpo_policy` to the version that passed its gate."""
-    out = promote_passed(context, grpo_policy, mlflow, MODEL_NAME, ("sharpe_policy", "sharpe_sign"))
-    return dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
 
 
 def _onnx_policy(directory: Path):

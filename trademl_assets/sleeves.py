@@ -10,6 +10,7 @@ import polars as pl
 
 from resources.lake import Lake
 from resources.mlflow import CHAMPION, MlflowResource
+from trademl_assets.partitions import SESSIONS, SINGLE_RUN
 
 CHAMPION_SCHEMA = {
     "date": pl.Date,
@@ -44,6 +45,34 @@ def promote_passed(
         )
         context.log.info(f"{name} v{row['version']} is champion as of {row['date']}")
     return pl.DataFrame(rows, schema=CHAMPION_SCHEMA)
+
+
+def champion_asset(
+    *, model_asset: str, registered: str, group: str, reason_keys: tuple[str, ...]
+) -> dg.AssetsDefinition:
+    """`<model_asset>_champion`: runs only when the model's blocking gate passed, and moves
+    `champion` of the registered model `registered` (the old one keeps
+    `previous_champion`); its partitions are the sleeve's promotion history."""
+    key = model_asset.removesuffix("_model") + "_champion"
+
+    @dg.asset(
+        name=key,
+        partitions_def=SESSIONS,
+        backfill_policy=SINGLE_RUN,
+        group_name=group,
+        io_manager_key="lake",
+        ins={"model": dg.AssetIn(model_asset)},
+        metadata={"partition_column": "date"},
+        kinds={"mlflow"},
+        description=f"Moves `champion` of `{registered}` to the version that passed its gate.",
+    )
+    def _champion(
+        context: dg.AssetExecutionContext, model: pl.DataFrame, mlflow: MlflowResource
+    ) -> dg.Output[pl.DataFrame]:
+        out = promote_passed(context, model, mlflow, registered, reason_keys)
+        return dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
+
+    return _champion
 
 
 def champion_history(lake: Lake, champion_asset: str) -> pl.DataFrame:
