@@ -7,7 +7,7 @@ Definitions (every value is known at its own session):
   list (integer time, freq=1: consecutive sessions, so holidays never make a gap);
 - `r_s = open_s / open_{s-1} - 1`, the one-session open-to-open return, known at s's open;
   it is null unless the symbol has a bar at both s and the previous session, so a missing
-  bar leaves a masked gap (NeuralForecast's `available_mask` = 0, y = 0 as a placeholder)
+  bar leaves a masked gap (NeuralForecast's `available_mask` = 0, y = 0 as a masked filler value)
   and never a fabricated or forward-filled return;
 - the target of session d is `r_{d+h}` with h = lag + 1 (decide at d's close, trade at
   the open lag sessions later, earn the next open-to-open return);
