@@ -201,6 +201,12 @@ def oos_forecaster(
     )
 
 
+def _load_forecasters(directory: Path):
+    from trademl.models.forecasts.live import load_forecasters
+
+    return load_forecasters(directory)
+
+
 def _flat(d: dict, prefix: str = "") -> dict[str, object]:
     out: dict[str, object] = {}
     for k, v in d.items():
@@ -241,19 +247,19 @@ def forecast_scores(
 ) -> dg.Output[pl.DataFrame]:
     """Each session's step-h forecasts per symbol from the champion forecasters as of that
     session (never a later one), blended by the same ensemble as the OOS signals."""
-    from trademl.models.forecasts.live import live_forecasts, load_forecasters
-
     s = settings.get()
     b, f = _inputs(bars, features, s)
     history = champion_history(lake_store.lake, "oos_forecaster_champion")
     parts, missing = [], 0
     with tempfile.TemporaryDirectory() as tmp:
-        cache = ModelCache(mlflow, load_forecasters, tmp)
+        cache = ModelCache(mlflow, _load_forecasters, tmp)
         for session in sessions_of(context.partition_keys):
             row = champion_as_of(history, session)
             if row is None:
                 missing += 1
                 continue
+            from trademl.models.forecasts.live import live_forecasts  # torch: only when needed
+
             day = live_forecasts(cache.get(row), b, f, as_of=session)
             parts.append(
                 day.with_columns(
