@@ -199,7 +199,13 @@ class TrackedRun:
         if active is None or active.info.run_id != self.run_id:
             raise RuntimeError("log_onnx_model must be called inside this run's start_run block")
         proto = onnx.load_model_from_string(onnx_bytes)
-        info = mlflow.onnx.log_model(proto, name=name, pip_requirements=["onnxruntime", "numpy"])
+        # one self-contained file: scorers load the graph from bytes, without a side .data file
+        info = mlflow.onnx.log_model(
+            proto,
+            name=name,
+            pip_requirements=["onnxruntime", "numpy"],
+            save_as_external_data=False,
+        )
         return info.model_uri
 
     def log_figure(self, fig: Any, artifact_file: str) -> None:

@@ -60,7 +60,7 @@ policy:
   train_sessions: 60
   epochs: 3
   batch_size: 256
-  hidden: [8]
+  hidden: [32, 32]   # large enough that a split-off ONNX weights file would break serving
   patience: 2
   min_sharpe_margin: {margin}
 """
