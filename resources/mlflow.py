@@ -461,7 +461,19 @@ class MlflowResource(dg.ConfigurableResource):
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self._registry_uri())
         source, _, _ = self._resolve_source(self.client(), None, model_uri)
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst)))
+        key, before = (
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+            os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"),
+        )
+        os.environ[key] = "false"  # no progress bar in asset logs for a few small files
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst))
+        finally:
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
+        return Path(local)
 
     def alias_version(self, name: str, alias: str) -> ModelVersion | None:
         """The version carrying `alias`, or None if the model or the alias does not exist."""

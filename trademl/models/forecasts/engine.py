@@ -26,6 +26,10 @@ _LOGGERS = ("lightning", "pytorch_lightning", "lightning.pytorch", "lightning_fa
 
 
 def _silence_loggers() -> None:
+    # importing lightning resets its loggers to INFO ("Seed set to …"): import it first
+    import lightning_fabric  # noqa: F401
+    import pytorch_lightning  # noqa: F401
+
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 
