@@ -201,7 +201,7 @@ class ExecutionConfig(_Strict):
     max_gross: float = Field(1.05, gt=0.0)
     max_bar_lag_days: int = Field(0, ge=0)
     halt_on_yellow: bool = False
-    max_feature_drift_z: float = Field(4.0, gt=0.0)
+    max_feature_drift_z: float = Field(8.0, gt=0.0)
 
 
 class EnsembleConfig(_Strict):

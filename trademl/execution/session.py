@@ -122,24 +122,29 @@ def feature_drift(
     min_history: int = 20,
     exclude: Sequence[str] = DRIFT_EXCLUDE,
 ) -> tuple[bool, str]:
-    """Has the session's cross-section of features moved far from its trailing history?
+    """Does the session's cross-section of features look unlike its trailing history?
 
-    For each feature, z = (today's cross-sectional mean − mean of the earlier sessions' means)
-    / their std. Flags when any |z| > threshold; the detail names the worst feature. Uses only
-    sessions ≤ `session` that are in `features`. Too little history (< min_history earlier
-    sessions) cannot judge and does not flag.
+    Per feature and session two statistics: the share of missing values and the log of the
+    cross-sectional std (dispersion). Each is z-scored against the earlier sessions (std
+    floored at 0.01, so a feature that never had gaps flags when a tenth of it goes missing).
+    Flags when any |z| > threshold; the detail names the worst. A market-wide move shifts a
+    feature's cross-sectional mean, not its dispersion or coverage, so it does not flag: this
+    watches for broken data (units, scale, coverage), not for regimes. Uses only sessions ≤
+    `session`; fewer than `min_history` earlier sessions cannot judge and do not flag.
     """
     cols = [
         c
         for c in features.columns
         if c not in ("date", "symbol") and not c.startswith(tuple(exclude))
     ]
-    daily = (
-        features.filter(pl.col("date") <= session)
-        .group_by("date")
-        .agg([pl.col(c).cast(pl.Float64).fill_nan(None).mean() for c in cols])
-        .sort("date")
-    )
+    stats = []
+    for c in cols:
+        x = pl.col(c).cast(pl.Float64).fill_nan(None)
+        stats += [
+            x.is_null().mean().alias(f"{c}|missing share"),
+            x.std().log().alias(f"{c}|log dispersion"),
+        ]
+    daily = features.filter(pl.col("date") <= session).group_by("date").agg(stats).sort("date")
     today = daily.filter(pl.col("date") == session)
     past = daily.filter(pl.col("date") < session)
     if today.height == 0:
@@ -147,16 +152,15 @@ def feature_drift(
     if past.height < min_history:
         return False, f"only {past.height} earlier sessions: drift not judged"
     worst, worst_z = "", 0.0
-    for c in cols:
-        hist = past.get_column(c).drop_nulls().to_numpy()
-        now = today.get_column(c)[0]
-        if now is None or hist.size < min_history:
+    for stat in daily.columns[1:]:
+        hist = past.get_column(stat).to_numpy().astype(np.float64)
+        hist = hist[np.isfinite(hist)]
+        now = today.get_column(stat)[0]
+        if now is None or not np.isfinite(now) or hist.size < min_history:
             continue
-        sd = float(hist.std(ddof=1))
-        if not sd > 0:
-            continue
-        z = (float(now) - float(hist.mean())) / sd
+        z = (float(now) - float(hist.mean())) / max(float(hist.std(ddof=1)), 0.01)
         if abs(z) > abs(worst_z):
-            worst, worst_z = c, z
-    detail = f"largest shift {worst} z={worst_z:+.1f} vs {past.height} sessions" if worst else ""
-    return abs(worst_z) > threshold, detail
+            worst, worst_z = stat, z
+    name, what = worst.split("|") if worst else ("", "")
+    detail = f"largest shift: {name} {what} z={worst_z:+.1f} vs {past.height} sessions"
+    return abs(worst_z) > threshold, detail if worst else ""

@@ -56,27 +56,36 @@ def test_slice_plan_sums_to_each_parent_and_front_loads_with_risk_aversion() -> 
     assert bbb.max() - bbb.min() <= 1  # TWAP: equal slices up to one share
 
 
-def _features(shift_last: float) -> pl.DataFrame:
+def _features(scale_last: float = 1.0, shift_last: float = 0.0, drop_last: int = 0):
     rng = np.random.default_rng(0)
     days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(40)]
     rows = []
     for i, d in enumerate(days):
-        for s in range(10):
-            x = rng.normal() + (shift_last if i == len(days) - 1 else 0.0)
+        last = i == len(days) - 1
+        for s in range(20):
+            x = rng.normal() * (scale_last if last else 1.0) + (shift_last if last else 0.0)
+            if last and s < drop_last:
+                x = None
             rows.append((d, f"S{s}", x, rng.normal(), rng.normal() * 100))
     return pl.DataFrame(
         rows, schema=["date", "symbol", "mom_20", "dow_sin", "xs_z_mom_20"], orient="row"
     )
 
 
-def test_feature_drift_flags_a_shifted_cross_section_only() -> None:
+def test_feature_drift_flags_broken_data_not_market_moves() -> None:
     last = dt.date(2024, 2, 9)
-    calm, detail = feature_drift(_features(0.0), last, threshold=4.0)
+    calm, detail = feature_drift(_features(), last, threshold=8.0)
     assert not calm and "mom_20" in detail
-    drifted, detail = feature_drift(_features(10.0), last, threshold=4.0)
-    assert drifted and detail.startswith("largest shift mom_20")
+    # a market-wide move shifts the mean only: a regime, not broken data
+    assert feature_drift(_features(shift_last=10.0), last, threshold=8.0)[0] is False
+    # a unit change (×100) blows up the dispersion
+    flagged, detail = feature_drift(_features(scale_last=100.0), last, threshold=8.0)
+    assert flagged and detail.startswith("largest shift: mom_20 log dispersion")
+    # a quarter of the names lose the feature
+    flagged, detail = feature_drift(_features(drop_last=5), last, threshold=8.0)
+    assert flagged and "mom_20 missing share" in detail
     # calendar and per-session standardized features are never judged
     assert "dow_sin" not in detail and "xs_z" not in detail
     # too little history cannot judge; a session without features halts
-    assert feature_drift(_features(10.0).tail(50), last, threshold=4.0)[0] is False
-    assert feature_drift(_features(0.0), dt.date(2025, 1, 1), threshold=4.0)[0] is True
+    assert feature_drift(_features(scale_last=100.0).tail(100), last, threshold=8.0)[0] is False
+    assert feature_drift(_features(), dt.date(2025, 1, 1), threshold=8.0)[0] is True
