@@ -237,7 +237,9 @@ class ForecastsConfig(_Strict):
     trend_window: int = Field(20, ge=1)
     seed: int = 1
     ensemble: EnsembleConfig = EnsembleConfig()
-    min_oos_rank_ic: float = 0.0  # promotion bar of a new forecaster (NaN fails closed)
+    # promotion bars of a new forecaster on the realized OOS signals (NaN fails closed)
+    min_oos_rank_ic: float = 0.0
+    min_oos_rank_ic_t: float = 2.0
 
 
 class PolicyConfig(_Strict):
@@ -258,6 +260,7 @@ class PolicyConfig(_Strict):
     patience: int = Field(5, ge=1)
     seed: int = 0
     min_sharpe_margin: float = 0.0  # OOS Sharpe must beat constant sizing by this much
+    min_sharpe: float = 0.0  # … and be at least this (annualized, net of costs)
 
 
 class MlflowConfig(_Strict):

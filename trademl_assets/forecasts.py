@@ -134,7 +134,8 @@ def oos_signals(
             asset="oos_forecaster",
             blocking=True,
             description="The blend's OOS rank IC on the realized signals ≥ "
-            "forecasts.min_oos_rank_ic; NaN fails closed.",
+            "forecasts.min_oos_rank_ic with t-stat ≥ forecasts.min_oos_rank_ic_t; NaN fails "
+            "closed.",
         )
     ],
     metadata={"partition_column": "date"},
@@ -161,8 +162,14 @@ def oos_forecaster(
     for as_of in sessions_of(context.partition_keys):
         fc = fit_forecasters(b, f, params, as_of=as_of)
         q = forecast_quality(signals.filter(pl.col("date") <= as_of))
-        ic = q["rank_ic_mean"]
-        passed = math.isfinite(ic) and ic >= s.forecasts.min_oos_rank_ic
+        ic, t = q["rank_ic_mean"], q.get("rank_ic_t_stat", math.nan)
+        bars = s.forecasts
+        passed = (
+            math.isfinite(ic)
+            and math.isfinite(t)
+            and ic >= bars.min_oos_rank_ic
+            and t >= bars.min_oos_rank_ic_t
+        )
         fingerprint = data_fingerprint(b.filter(pl.col("date") <= as_of).select("date", "symbol"))
         with mlflow.start_run_for(context, data_fingerprint=fingerprint) as run:
             run.log_params({"as_of": as_of, "forecaster": fc.version, **_flat(params.to_dict())})
@@ -170,7 +177,10 @@ def oos_forecaster(
             with tempfile.TemporaryDirectory() as tmp:
                 uri = run.log_model_files(save_forecasters(fc, Path(tmp) / "fc"), "forecasters")
         version = mlflow.register(run.run_id, uri, MODEL_NAME)
-        reason = f"OOS rank IC {ic:.4g} vs bar {s.forecasts.min_oos_rank_ic:.4g}"
+        reason = (
+            f"OOS rank IC {ic:.4g} (t {t:.2f}) vs bars {bars.min_oos_rank_ic:.4g} "
+            f"(t {bars.min_oos_rank_ic_t:.2f})"
+        )
         if not passed:
             mlflow.refuse(MODEL_NAME, version, {"rank_ic": reason})
             failures.append(f"{as_of}: {reason}")

@@ -70,7 +70,8 @@ def split_by_time(frame: pl.DataFrame, test_frac: float) -> tuple[pl.DataFrame, 
             asset="grpo_policy",
             blocking=True,
             description="Out-of-sample Sharpe of the policy's positions beats constant sizing "
-            "(sign of the forecast) by policy.min_sharpe_margin; NaN fails closed.",
+            "(sign of the forecast) by policy.min_sharpe_margin and is ≥ policy.min_sharpe; NaN "
+            "fails closed.",
         )
     ],
     metadata={"partition_column": "date"},
@@ -108,7 +109,7 @@ def grpo_policy(
             "sharpe_long_1": by["long_1"]["sharpe"],
             "mdd_policy": by["policy"]["max_drawdown"],
         }
-        bar = scores["sharpe_sign"] + s.policy.min_sharpe_margin
+        bar = max(scores["sharpe_sign"] + s.policy.min_sharpe_margin, s.policy.min_sharpe)
         passed = math.isfinite(scores["sharpe_policy"]) and scores["sharpe_policy"] >= bar
         with mlflow.start_run_for(
             context, data_fingerprint=data_fingerprint(frame.select("session", "symbol", "y"))
@@ -122,7 +123,11 @@ def grpo_policy(
             with tempfile.TemporaryDirectory() as tmp:
                 run.log_artifact(save_policy(model, Path(tmp) / "policy"), "policy")
         version = mlflow.register(run.run_id, "model", MODEL_NAME)
-        reason = f"OOS Sharpe {scores['sharpe_policy']:.3g} vs constant sizing {bar:.3g}"
+        reason = (
+            f"OOS Sharpe {scores['sharpe_policy']:.3g} vs bar {bar:.3g} (constant sizing "
+            f"{scores['sharpe_sign']:.3g} + {s.policy.min_sharpe_margin:g}, at least "
+            f"{s.policy.min_sharpe:g})"
+        )
         if not passed:
             mlflow.refuse(MODEL_NAME, version, {"sharpe": reason})
             failures.append(f"{as_of}: {reason}")

@@ -56,6 +56,7 @@ forecasts:
   vol_window: 5
   trend_window: 5
   min_oos_rank_ic: {ic_bar}
+  min_oos_rank_ic_t: {ic_bar_t}
 policy:
   train_sessions: 60
   epochs: 3
@@ -63,6 +64,7 @@ policy:
   hidden: [32, 32]   # large enough that a split-off ONNX weights file would break serving
   patience: 2
   min_sharpe_margin: {margin}
+  min_sharpe: {margin}
 """
 
 
@@ -71,7 +73,7 @@ class Env:
         self.home = home
         self.lake = Lake(home / "lake")
         cfg = home / "tiny.yaml"
-        cfg.write_text(TINY.format(ic_bar=ic_bar, margin=margin))
+        cfg.write_text(TINY.format(ic_bar=ic_bar, ic_bar_t=100 * ic_bar, margin=margin))
         store = LakeResource(root=str(home / "lake"))
         self.mlflow = MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
         self.resources = {
