@@ -218,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     cases.append(
-        Case(["onnx"], ["onnx_score_3000"], args.timeout, module="benchmarks.equities_bench")
+        Case(
+            ["onnx"],
+            ["onnx_score_3000", "onnx_score_3000_2threads", "onnx_trees_within_target"],
+            args.timeout,
+            module="benchmarks.equities_bench",
+        )
     )
     bt = "500x3y" if args.quick else "3000x20y"
     cases.append(

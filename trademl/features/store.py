@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import polars as pl
@@ -82,42 +83,48 @@ class FeatureStore:
         ragged = n_rows is not None
         scratch = np.empty(0)
         j = -1
-        for j, column in enumerate(columns):
-            if j >= len(names):
-                raise FeatureOrderError(f"more than {len(names)} columns for {len(names)} names")
-            col = np.asarray(column, dtype=np.float64)
-            if col.ndim != 1 or (n_rows is not None and col.size > n_rows):
-                raise FeatureOrderError(
-                    f"column {names[j]!r} has shape {col.shape} for {n_rows} rows"
-                )
-            if not ragged and n_rows is not None and col.size != n_rows:
-                raise FeatureOrderError(f"column {names[j]!r} has {col.size} rows, not {n_rows}")
-            n_rows = n_rows if ragged else col.size
-            missing = np.isnan(col)
-            if missing.any():
-                col = col[~missing]
-            if self.scaler == "none" or col.size == 0:
-                continue
-            if self.scaler == "standard":
-                if scratch.size < col.size:
-                    scratch = np.empty(col.size)
-                c, s = _mean_std(col, scratch)
-            else:
-                q1, med, q3 = np.percentile(col, [25, 50, 75])
-                c, s = float(med), float((q3 - q1) * 0.7413)
-            centers[j] = c
-            scales[j] = s if s > 0 and math.isfinite(s) else 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):  # inf values give NaN stats
+            for j, column in enumerate(columns):
+                if j >= len(names):
+                    raise FeatureOrderError(
+                        f"more than {len(names)} columns for {len(names)} names"
+                    )
+                col = np.asarray(column, dtype=np.float64)
+                if col.ndim != 1 or (n_rows is not None and col.size > n_rows):
+                    raise FeatureOrderError(
+                        f"column {names[j]!r} has shape {col.shape} for {n_rows} rows"
+                    )
+                if not ragged and n_rows is not None and col.size != n_rows:
+                    raise FeatureOrderError(
+                        f"column {names[j]!r} has {col.size} rows, not {n_rows}"
+                    )
+                n_rows = n_rows if ragged else col.size
+                missing = np.isnan(col)
+                if missing.any():
+                    col = col[~missing]
+                if self.scaler == "none" or col.size == 0:
+                    continue
+                if self.scaler == "standard":
+                    if scratch.size < col.size:
+                        scratch = np.empty(col.size)
+                    c, s = _mean_std(col, scratch)
+                else:
+                    q1, med, q3 = np.percentile(col, [25, 50, 75])
+                    c, s = float(med), float((q3 - q1) * 0.7413)
+                centers[j] = c
+                scales[j] = s if s > 0 and math.isfinite(s) else 1.0
         if j + 1 != len(names):
             raise FeatureOrderError(f"got {j + 1} columns for {len(names)} names")
-        self.feature_names_ = list(names)
-        self.center_ = centers
-        self.scale_ = scales
-        self.n_fit_rows_ = int(n_rows or 0)
-        return self
+        return self._set_stats(names, centers, scales, int(n_rows or 0))
 
-    def _scale_rows(self, x: np.ndarray) -> None:
-        """Scale a float64 block in place (`FoldMatrix` calls it; no name check)."""
-        self._scale(x, out=x)
+    def _set_stats(
+        self, names: Sequence[str], center: np.ndarray, scale: np.ndarray, n_rows: int
+    ) -> Self:
+        self.feature_names_ = list(names)
+        self.center_ = center
+        self.scale_ = scale
+        self.n_fit_rows_ = n_rows
+        return self
 
     def transform(self, frame: pl.DataFrame) -> np.ndarray:
         """Scaled float64 matrix [rows, features] in the trained order; nulls become NaN."""
@@ -248,9 +255,10 @@ class FoldMatrix:
 
     Holds the matrix column-major plus, per column, its non-missing values and the rows of
     its NaNs. When a subset is a union of a few row ranges (CPCV folds over session-sorted
-    rows), a column's fit values are a few slices and the scaled row matrix is assembled
-    in cache-sized blocks: the numbers `FeatureStore.fit_array(x[rows])` and
-    `transform_array` give, without one pass over the whole matrix per column.
+    rows), a column's fit values are a few slices and the scaled row matrix is assembled in
+    cache-sized blocks, on `n_threads` threads (columns for the fit, row blocks for the
+    transform): exactly the numbers `FeatureStore.fit_array(x[rows])` and `transform_array`
+    give, without one pass over the whole matrix per column.
 
     Parameters
     ----------
@@ -258,30 +266,34 @@ class FoldMatrix:
         float [rows, features] matrix whose columns are `names` (NaN = missing).
     names:
         The feature names, in column order.
+    n_threads:
+        Threads for `fit` and `transform` (numpy releases the GIL in these loops).
     """
 
     BLOCK_ROWS = 4096
     MIN_RUN = 64  # shorter average ranges use a gather instead of slices
 
-    def __init__(self, x: np.ndarray, names: Sequence[str]) -> None:
+    def __init__(self, x: np.ndarray, names: Sequence[str], *, n_threads: int = 1) -> None:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(names):
             raise FeatureOrderError(f"matrix of shape {x.shape} does not have {len(names)} columns")
         self.names = list(names)
         self.n_rows = int(x.shape[0])
+        self.n_threads = max(1, int(n_threads))
         self._cols = _column_major(x)
-        self._nan_rows: list[np.ndarray] = []
-        self._values: list[np.ndarray] = []
-        for col in self._cols:
-            missing = np.isnan(col)
-            self._nan_rows.append(np.flatnonzero(missing))
-            self._values.append(col[~missing] if self._nan_rows[-1].size else col)
+        self._nan_rows = [np.flatnonzero(np.isnan(col)) for col in self._cols]
+        self._values = [
+            np.delete(col, nan) if nan.size else col
+            for col, nan in zip(self._cols, self._nan_rows, strict=True)
+        ]
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame, names: Sequence[str]) -> FoldMatrix:
+    def from_frame(
+        cls, frame: pl.DataFrame, names: Sequence[str], *, n_threads: int = 1
+    ) -> FoldMatrix:
         """The named columns of `frame` (nulls and NaN both missing)."""
         FeatureStore._require(frame.columns, names)
-        return cls(_matrix(frame, names), names)
+        return cls(_matrix(frame, names), names, n_threads=n_threads)
 
     def fit(
         self,
@@ -292,11 +304,25 @@ class FoldMatrix:
     ) -> FeatureStore:
         """A `FeatureStore(features=names, scaler=, clip=)` fit on `rows` (sorted, unique)."""
         rows = self._check_rows(rows)
-        store = FeatureStore(features=self.names, scaler=scaler, clip=clip)
         runs = self._runs(rows)
-        if runs is None:
-            return store.fit_columns((col[rows] for col in self._cols), self.names)
-        return store.fit_columns(self._run_columns(runs), self.names, n_rows=rows.size)
+        k = len(self.names)
+        groups = [list(range(i, k, self.n_threads)) for i in range(min(self.n_threads, k))]
+
+        def fit_group(js: list[int]) -> FeatureStore:
+            cols = (self._cols[j][rows] for j in js) if runs is None else self._run_cols(runs, js)
+            sub = FeatureStore(scaler=scaler, clip=clip)
+            return sub.fit_columns(cols, [self.names[j] for j in js], n_rows=rows.size)
+
+        store = FeatureStore(features=self.names, scaler=scaler, clip=clip)
+        store.fit_columns([], [], n_rows=rows.size)
+        store.feature_names_, store.center_, store.scale_ = (
+            list(self.names),
+            np.zeros(k),
+            np.ones(k),
+        )
+        for js, part in zip(groups, self._map(fit_group, groups), strict=True):
+            store.center_[js], store.scale_[js] = part.center_, part.scale_
+        return store
 
     def transform(
         self, store: FeatureStore, rows: np.ndarray, *, out: np.ndarray | None = None
@@ -310,23 +336,32 @@ class FoldMatrix:
             out = np.empty(shape)
         elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
             raise ValueError(f"out must be C-ordered float64 of shape {shape}")
-        step = self.BLOCK_ROWS
-        runs = self._runs(rows)
-        if runs is None:
-            for at in range(0, rows.size, step):
-                block = out[at : at + step]
-                np.copyto(block, np.take(self._cols, rows[at : at + step], axis=1).T)
-                store._scale_rows(block)
-            return out
-        at = 0
-        for start, stop in runs:
-            for lo in range(start, stop, step):
-                hi = min(stop, lo + step)
-                block = out[at : at + hi - lo]
-                np.copyto(block, self._cols[:, lo:hi].T)
-                store._scale_rows(block)
-                at += hi - lo
+        step, runs = self.BLOCK_ROWS, self._runs(rows)
+        if runs is None:  # (output row, source rows) per block
+            blocks = [(at, rows[at : at + step]) for at in range(0, rows.size, step)]
+        else:
+            at, blocks = 0, []
+            for start, stop in runs:
+                for lo in range(start, stop, step):
+                    blocks.append((at, slice(lo, min(stop, lo + step))))
+                    at += min(stop, lo + step) - lo
+
+        def fill(part: list[tuple[int, Any]]) -> None:
+            for at, src in part:
+                raw = self._cols[:, src] if isinstance(src, slice) else self._cols.take(src, 1)
+                block = out[at : at + raw.shape[1]]
+                np.copyto(block, raw.T)
+                store._scale(block, out=block)  # in place, no name check
+
+        cut = -(-len(blocks) // self.n_threads)  # contiguous shares of the blocks
+        self._map(fill, [blocks[i : i + cut] for i in range(0, len(blocks), max(cut, 1))])
         return out
+
+    def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        if self.n_threads == 1 or len(items) < 2:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(min(self.n_threads, len(items))) as pool:
+            return list(pool.map(fn, items))
 
     def _check_rows(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows)
@@ -347,13 +382,18 @@ class FoldMatrix:
         stops = rows[np.r_[breaks - 1, rows.size - 1]] + 1
         return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
-    def _run_columns(self, runs: list[tuple[int, int]]) -> Iterator[np.ndarray]:
-        """Each column's non-missing values over `runs`, in row order (one reused buffer)."""
+    def _run_cols(self, runs: list[tuple[int, int]], js: list[int]) -> Iterator[np.ndarray]:
+        """Columns `js`' non-missing values over `runs`, in row order (one reused buffer)."""
         bounds = np.array(runs, dtype=np.intp).reshape(-1)
         buffer = np.empty(sum(b - a for a, b in runs))
-        for values, nan_rows in zip(self._values, self._nan_rows, strict=True):
+        for j in js:
+            nan_rows = self._nan_rows[j]
             # position of each run bound among the non-missing values
             at = bounds - np.searchsorted(nan_rows, bounds) if nan_rows.size else bounds
-            pieces = [values[a:b] for a, b in zip(at[0::2], at[1::2], strict=True)]
-            n = sum(p.size for p in pieces)
-            yield np.concatenate(pieces, out=buffer[:n]) if pieces else buffer[:0]
+            pieces = [self._values[j][a:b] for a, b in zip(at[0::2], at[1::2], strict=True)]
+            if len(pieces) == 1:
+                yield pieces[0]
+            else:  # no runs (no rows) concatenates to an empty column
+                yield np.concatenate(
+                    [buffer[:0], *pieces], out=buffer[: sum(len(p) for p in pieces)]
+                )

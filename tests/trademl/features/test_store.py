@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from trademl.features import FeatureOrderError, FeatureStore
+from trademl.features.store import FoldMatrix
 
 N = 401  # (N - 1)/4 is an integer: quartiles need no interpolation convention
 
@@ -175,3 +176,140 @@ def test_unfitted_store_raises(tmp_path) -> None:
 def test_fit_with_an_explicit_feature_list_missing_a_column_raises(frame: pl.DataFrame) -> None:
     with pytest.raises(FeatureOrderError, match="zz"):
         FeatureStore(features=["a", "zz"]).fit(frame)
+
+
+# --- the fast paths: fit_array/fit_columns/FoldMatrix give the plain computation bit for bit
+
+
+def plain_stats(x: np.ndarray, scaler: str) -> tuple[np.ndarray, np.ndarray]:
+    """The straightforward per-column computation: drop NaN, numpy mean/std or percentiles."""
+    centers, scales = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    for j in range(x.shape[1]):
+        col = x[~np.isnan(x[:, j]), j]
+        if col.size == 0:
+            continue
+        if scaler == "standard":
+            c, s = float(np.mean(col)), float(np.std(col, ddof=1)) if col.size > 1 else 0.0
+        else:
+            q1, c, q3 = np.percentile(col, [25, 50, 75])
+            s = (q3 - q1) * 0.7413
+        centers[j], scales[j] = c, (s if s > 0 else 1.0)
+    return centers, scales
+
+
+def ragged_matrix(n: int, seed: int) -> np.ndarray:
+    """Columns of very different scales; NaN runs, scattered NaN, an all-NaN and a constant."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)) * [1e-3, 1.0, 50.0, 1e4, 1.0, 1.0] + [0.0, 3.0, -7.0, 1e5, 0, 0]
+    x[: n // 5, 0] = np.nan  # a warm-up run, as long-window features have
+    x[rng.random(n) < 0.1, 1] = np.nan
+    x[:, 4] = np.nan
+    x[:, 5] = 2.5
+    return x
+
+
+# lengths around numpy's pairwise-summation blocks (8 and 128) and one long column
+@pytest.mark.parametrize("n", [1, 2, 9, 127, 129, 1000, 20_011])
+@pytest.mark.parametrize("scaler", ["standard", "robust"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_fit_array_equals_the_plain_computation_exactly(n: int, scaler: str, order: str) -> None:
+    x = np.asarray(ragged_matrix(n, seed=n), order=order)
+    names = [f"f{j}" for j in range(6)]
+    store = FeatureStore(features=names, scaler=scaler).fit_array(x, names)
+    centers, scales = plain_stats(x, scaler)
+    np.testing.assert_array_equal(store.center_, centers)
+    np.testing.assert_array_equal(store.scale_, scales)
+    assert store.n_fit_rows_ == n
+
+
+def test_fit_columns_accepts_columns_with_nans_dropped_and_checks_the_count() -> None:
+    x = ragged_matrix(500, seed=1)
+    names = [f"f{j}" for j in range(6)]
+    dropped = [x[~np.isnan(x[:, j]), j] for j in range(6)]
+    store = FeatureStore(features=names).fit_columns(dropped, names, n_rows=500)
+    np.testing.assert_array_equal(store.center_, plain_stats(x, "standard")[0])
+    assert store.n_fit_rows_ == 500
+    with pytest.raises(FeatureOrderError, match="6 names"):
+        FeatureStore().fit_columns(list(x.T[:5]), names)
+    with pytest.raises(FeatureOrderError, match="6 names"):
+        FeatureStore().fit_columns([*x.T, x[:, 0]], names)
+    with pytest.raises(FeatureOrderError, match="'f1' has 499 rows"):
+        FeatureStore().fit_columns([x[:, 0], x[1:, 1], *x.T[2:]], names)
+
+
+def test_transform_array_into_out_gives_the_same_numbers() -> None:
+    x = ragged_matrix(300, seed=2)
+    names = [f"f{j}" for j in range(6)]
+    store = FeatureStore(features=names, clip=2.0).fit_array(x, names)
+    expected = np.clip((x - store.center_) / store.scale_, -2.0, 2.0)
+    out = np.empty_like(x)
+    assert store.transform_array(x, names, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    inplace = x.copy()
+    store.transform_array(inplace, names, out=inplace)
+    np.testing.assert_array_equal(inplace, expected)
+    with pytest.raises(ValueError, match="out must be float64"):
+        store.transform_array(x, names, out=np.empty((299, 6)))
+
+
+def fold_rows(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    if kind == "ranges":  # what CPCV yields on session-sorted rows: a few long ranges
+        keep = np.ones(n, dtype=bool)
+        keep[n // 4 : n // 4 + n // 8] = False
+        keep[n // 2 + 17 : n // 2 + 400] = False
+        keep[-5:] = False
+        return np.flatnonzero(keep)
+    if kind == "scattered":  # unsorted data: short runs, the gather path
+        return np.flatnonzero(rng.random(n) < 0.6)
+    if kind == "single":
+        return np.array([n // 3])
+    return np.arange(n)
+
+
+@pytest.mark.parametrize("kind", ["ranges", "scattered", "single", "all"])
+@pytest.mark.parametrize("scaler", ["standard", "robust"])
+@pytest.mark.parametrize("n_threads", [1, 2, 4])
+def test_fold_matrix_fits_and_transforms_like_the_store_on_the_rows(
+    kind: str, scaler: str, n_threads: int
+) -> None:
+    x = ragged_matrix(9_000, seed=4)
+    names = [f"f{j}" for j in range(6)]
+    data = FoldMatrix(x, names, n_threads=n_threads)
+    rows = fold_rows(x.shape[0], kind, np.random.default_rng(5))
+    store = data.fit(rows, scaler=scaler, clip=3.0)
+    centers, scales = plain_stats(x[rows], scaler)
+    np.testing.assert_array_equal(store.center_, centers)
+    np.testing.assert_array_equal(store.scale_, scales)
+    assert store.n_fit_rows_ == rows.size and store.clip == 3.0
+    expected = np.clip((x[rows] - centers) / scales, -3.0, 3.0)
+    np.testing.assert_array_equal(data.transform(store, rows), expected)
+    out = np.full((rows.size, 6), 7.0)
+    assert data.transform(store, rows, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_fold_matrix_on_no_rows_gives_the_unfit_defaults() -> None:
+    names = [f"f{j}" for j in range(6)]
+    data = FoldMatrix(ragged_matrix(50, seed=7), names, n_threads=2)
+    store = data.fit(np.array([], dtype=np.int64))
+    assert store.n_fit_rows_ == 0
+    assert store.center_.tolist() == [0.0] * 6 and store.scale_.tolist() == [1.0] * 6
+    assert data.transform(store, np.array([], dtype=np.int64)).shape == (0, 6)
+
+
+def test_fold_matrix_validates_rows_and_the_store() -> None:
+    x = ragged_matrix(100, seed=6)
+    names = [f"f{j}" for j in range(6)]
+    data = FoldMatrix(x, names)
+    for bad in (np.array([3, 2]), np.array([1, 1]), np.array([-1, 4]), np.array([5, 100])):
+        with pytest.raises(ValueError, match="sorted, unique and within"):
+            data.fit(bad)
+    with pytest.raises(ValueError, match="integer"):
+        data.fit(np.array([0.0, 1.0]))
+    other = FeatureStore(features=["a"]).fit_array(x[:, :1], ["a"])
+    with pytest.raises(FeatureOrderError, match="other features"):
+        data.transform(other, np.arange(10))
+    with pytest.raises(ValueError, match="C-ordered float64"):
+        data.transform(data.fit(np.arange(10)), np.arange(10), out=np.empty((10, 6), order="F"))
+    with pytest.raises(FeatureOrderError, match="6 columns"):
+        FoldMatrix(x[:, :5], names)

@@ -165,3 +165,118 @@ def test_scorer_runs_without_lightgbm_or_catboost(
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "scored 200"
+
+
+# --- LGBMExactScorer: LightGBM's own predict, bit for bit, through a float64 TreeEnsemble
+
+LGB_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold
+
+
+def _awkward_rows(seed: int) -> np.ndarray:
+    """Held-out rows with NaN, exact zeros, values LightGBM reads as 0.0, ±inf and ±kZero."""
+    X, _ = planted_regression(2000, seed=seed, nan_frac=0.1)
+    X[np.random.default_rng(seed).random(X.shape) < 0.05] = 0.0
+    X[:20] = 1e-40
+    X[20:40] = -1e-36
+    X[40:60] = LGB_ZERO
+    X[60:80] = -LGB_ZERO
+    X[80:90] = np.inf
+    X[90:100] = -np.inf
+    X[100] = np.nan
+    return X
+
+
+def _with_zero_splits(X: np.ndarray) -> np.ndarray:
+    """Integer-rounded copies of two columns: many exact zeros, so splits land at ±kZero."""
+    X = X.copy()
+    X[:, 0], X[:, 1] = np.round(X[:, 0]), np.round(2 * X[:, 1])
+    return X
+
+
+EXACT_VARIANTS: dict[str, tuple[dict[str, Any], bool, float]] = {  # params, binary, train NaN
+    "regression_nan_seen": ({}, False, 0.1),
+    "regression_nan_unseen": ({}, False, 0.0),
+    "binary": ({"objective": "binary"}, True, 0.1),
+    "depth_limited": ({"max_depth": 3, "num_leaves": 7}, False, 0.1),
+    "constant_trees": ({"num_leaves": 2, "min_data_in_leaf": 5000}, False, 0.0),
+}
+
+
+@pytest.mark.parametrize("name", list(EXACT_VARIANTS))
+def test_exact_scorer_equals_lightgbm_predict_bit_for_bit(name: str) -> None:
+    from trademl.models.equities.onnx_export import LGBMExactScorer
+
+    params, binary, nan_frac = EXACT_VARIANTS[name]
+    X, y = _data(binary, 4000, seed=30, nan_frac=nan_frac)
+    X = _with_zero_splits(X)
+    est = LGBMAlpha(n_estimators=60, n_jobs=1, **params).fit(X, y)
+    rows = _with_zero_splits(_awkward_rows(31))
+    native = est.predict(rows)
+    assert np.std(native) > 1e-3 or name == "constant_trees"
+    for n_threads in (1, 3):
+        scorer = LGBMExactScorer(est.native_bytes().decode(), N_FEATURES, n_threads=n_threads)
+        pred = scorer.predict(rows)
+        assert pred.dtype == np.float64 and pred.shape == (len(rows),)
+        np.testing.assert_array_equal(pred, native)
+    if name == "constant_trees":
+        assert "num_leaves=1" in est.native_bytes().decode()
+    assert scorer.predict(rows[:0]).shape == (0,)
+
+
+def test_exact_scorer_reads_tiny_inputs_as_zero_like_lightgbm() -> None:
+    """A split at -kZero sends -kZero itself right in LightGBM (it reads 0.0), left by value."""
+    import lightgbm as lgb
+
+    from trademl.models.equities.onnx_export import LGBMExactScorer
+
+    x = np.repeat([[-1.0], [0.0], [1.0]], 200, axis=0)
+    y = np.repeat([0.0, 5.0, 10.0], 200)
+    params = {"min_data_in_leaf": 5, "min_data_in_bin": 1, "verbose": -1, "seed": 1}
+    booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=3)
+    text = booster.model_to_string()
+    assert f"{-LGB_ZERO!r}" in text or "-1.0000000180025095e-35" in text
+    rows = np.array([[-LGB_ZERO], [-1e-36], [0.0], [-1.0], [np.nan]])
+    native = booster.predict(rows)
+    assert native[0] == native[2] != native[3]  # -kZero scores as 0.0
+    np.testing.assert_array_equal(LGBMExactScorer(text, 1).predict(rows), native)
+
+
+def test_tree_ensemble_graph_is_float64_opset5_and_checks() -> None:
+    from trademl.models.equities.onnx_export import lgbm_tree_ensemble
+
+    X, y = planted_regression(2000, seed=32)
+    est = LGBMAlpha(n_estimators=7, num_leaves=5, n_jobs=1).fit(X, y)
+    proto = lgbm_tree_ensemble(est.native_bytes().decode(), N_FEATURES)
+    onnx.checker.check_model(proto)
+    (node,) = proto.graph.node
+    assert (node.op_type, node.domain) == ("TreeEnsemble", "ai.onnx.ml")
+    assert {o.domain: o.version for o in proto.opset_import}["ai.onnx.ml"] == 5
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert len(attrs["tree_roots"]) == 7
+    assert len(attrs["nodes_featureids"]) == 7 * 4  # 5 leaves: 4 splits per tree
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+
+
+def test_exact_scorer_refuses_what_it_cannot_reproduce() -> None:
+    import lightgbm as lgb
+
+    from trademl.models.equities.onnx_export import LGBMExactScorer
+
+    rng = np.random.default_rng(33)
+    x = np.column_stack([rng.integers(0, 6, 3000), rng.normal(size=3000)]).astype(float)
+    y = x[:, 0] + rng.normal(size=3000)
+    base = {"verbose": -1, "seed": 1, "min_data_in_leaf": 20}
+    cases = {
+        "categorical": (base, {"categorical_feature": [0]}),
+        "zero-as-missing": ({**base, "zero_as_missing": True}, {}),
+        "multiclass": ({**base, "objective": "multiclass", "num_class": 3}, {}),
+        "poisson": ({**base, "objective": "poisson"}, {}),
+        "sqrt-regression": ({**base, "reg_sqrt": True}, {}),
+    }
+    for name, (params, data_kw) in cases.items():
+        target = np.clip(np.round(y), 0, 2) if name == "multiclass" else np.abs(y)
+        booster = lgb.train(params, lgb.Dataset(x, target, **data_kw), num_boost_round=3)
+        with pytest.raises(ValueError):
+            LGBMExactScorer(booster.model_to_string(), 2)
+    with pytest.raises(ValueError, match="no trees"):
+        LGBMExactScorer("tree\nversion=v4\n", 2)

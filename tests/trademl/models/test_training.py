@@ -6,6 +6,7 @@ import datetime as dt
 import math
 
 import numpy as np
+import polars as pl
 import pytest
 
 from trademl.config import FeatureConfig, LabelConfig
@@ -13,10 +14,13 @@ from trademl.data.calendar import get_calendar
 from trademl.data.synthetic import SyntheticMarket, SyntheticSpec
 from trademl.features import build_features, feature_names
 from trademl.labels import compute_labels
-from trademl.models.equities.dataset import build_dataset
+from trademl.models.equities import onnx_export
+from trademl.models.equities.dataset import AlphaDataset, build_dataset
+from trademl.models.equities.estimators import LGBMAlpha
 from trademl.models.equities.promotion import PromotionPolicy, decide
 from trademl.models.equities.regimes import REGIME_FEATURE
-from trademl.models.equities.train import governance, run_hpo
+from trademl.models.equities.train import cross_validate, governance, run_hpo, training_target
+from trademl.models.equities.weights import time_decay_weights
 from trademl.validation.cpcv import CombinatorialPurgedCV
 from trademl.validation.metrics import ic_by_session, ic_summary
 
@@ -128,3 +132,114 @@ def test_triple_barrier_classifier_finds_the_signal_and_is_calibrated():
         filled.get_column("mean_pred").to_numpy() - filled.get_column("frac_pos").to_numpy()
     )
     assert float((weights * gap).sum()) < 0.05  # expected calibration error
+
+
+# --- cross_validate's fast path (FoldMatrix, reused buffers, exact ONNX scoring) changes nothing
+
+
+def _panel(seed: int, *, shuffle: bool, n_symbols: int = 30, n_sessions: int = 260):
+    """A small session-major panel with a planted signal, warm-up NaNs and scattered NaNs."""
+    rng = np.random.default_rng(seed)
+    session = np.repeat(np.arange(n_sessions), n_symbols)
+    n = session.size
+    x = rng.normal(size=(n, 5)) * [1.0, 0.02, 30.0, 1.0, 5.0] + [0.0, 0.0, 100.0, 0.0, -2.0]
+    x[session < 40, 3] = np.nan
+    x[rng.random(n) < 0.05, 1] = np.nan
+    x[:, 4] = np.round(x[:, 4])  # exact zeros: LightGBM splits at ±1e-35
+    y = 0.3 * x[:, 0] - 10 * np.nan_to_num(x[:, 1]) + rng.normal(size=n)
+    names = [f"f{j}" for j in range(5)]
+    frame = pl.DataFrame(
+        {
+            "date": np.datetime64("2020-01-01") + session.astype("timedelta64[D]"),
+            "symbol": np.tile([f"S{i:02d}" for i in range(n_symbols)], n_sessions),
+            **{name: x[:, j] for j, name in enumerate(names)},
+            "y": y,
+            "y_class": (y > 0).astype(np.float64),
+        }
+    )
+    t1 = session + 5
+    if shuffle:
+        order = rng.permutation(n)
+        frame, session, t1 = frame[order], session[order], t1[order]
+    return AlphaDataset(frame, names, "fwd_ret_5", session, t1, class_label="tb_label")
+
+
+def _plain_cross_validate(ds, cv, make_model, *, half_life_months=None, objective="regression"):
+    """The straightforward loop: gather rows, numpy stats, scale, fit, native predict."""
+    y = training_target(ds, objective)
+    x_all = ds.frame.select(ds.feature_names).to_numpy()
+    preds = []
+    for train, test in cv.split(ds.session, ds.t1):
+        x = x_all[train]
+        center, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        for j in range(x.shape[1]):
+            col = x[~np.isnan(x[:, j]), j]
+            center[j], s = col.mean(), col.std(ddof=1)
+            scale[j] = s if s > 0 else 1.0
+
+        def scaled(rows, c=center, s=scale):
+            return np.clip((x_all[rows] - c) / s, -5.0, 5.0)
+
+        w = time_decay_weights(ds.dates[train], half_life_months=half_life_months)
+        model = make_model().fit(scaled(train), y[train], sample_weight=w)
+        preds.append(np.asarray(model.predict(scaled(test)), dtype=np.float64))
+    return cv.assemble_paths(ds.session, ds.t1, preds)
+
+
+class _Ridge:
+    """A non-LightGBM model (the generic predict path) that keeps a view of its training X."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.X_ = X
+        a = np.nan_to_num(X)
+        self.coef_ = np.linalg.solve(a.T @ a + np.eye(a.shape[1]), a.T @ y)
+        return self
+
+    def predict(self, X):
+        return np.nan_to_num(X) @ self.coef_
+
+
+CV_CASES = {
+    "lgbm": (lambda: LGBMAlpha(n_estimators=15, num_leaves=7, n_jobs=1), {}, False),
+    "lgbm_shuffled_rows": (  # rows not session-sorted: FoldMatrix gathers instead of slicing
+        lambda: LGBMAlpha(n_estimators=15, num_leaves=7, n_jobs=1),
+        {"half_life_months": 3.0},
+        True,
+    ),
+    "lgbm_binary": (
+        lambda: LGBMAlpha(objective="binary", n_estimators=15, num_leaves=7, n_jobs=1),
+        {"objective": "classification"},
+        False,
+    ),
+    "ridge": (_Ridge, {}, False),
+}
+
+
+@pytest.mark.parametrize("case", list(CV_CASES))
+def test_cross_validate_equals_the_plain_loop_exactly(case: str) -> None:
+    make_model, kwargs, shuffle = CV_CASES[case]
+    ds = _panel(12, shuffle=shuffle)
+    cv = CombinatorialPurgedCV(n_groups=6, n_test_groups=2, embargo=5)
+    res = cross_validate(ds, cv, make_model, **kwargs)
+    expected = _plain_cross_validate(ds, cv, make_model, **kwargs)
+    assert res.oof.shape == (cv.n_paths, len(ds))
+    assert np.std(expected) > 1e-3
+    np.testing.assert_array_equal(res.oof, expected)
+    assert 0 < res.fit_seconds <= res.total_seconds
+
+
+def test_cross_validate_scores_lightgbm_folds_with_the_exact_scorer(monkeypatch) -> None:
+    rows_scored = []
+    original = onnx_export.LGBMExactScorer.predict
+
+    def counting(self, X):
+        rows_scored.append(len(X))
+        return original(self, X)
+
+    monkeypatch.setattr(onnx_export.LGBMExactScorer, "predict", counting)
+    ds = _panel(13, shuffle=False)
+    cv = CombinatorialPurgedCV(n_groups=6, n_test_groups=2, embargo=5)
+    cross_validate(ds, cv, lambda: LGBMAlpha(n_estimators=5, num_leaves=7, n_jobs=1))
+    # per split: a 256-row agreement check, then the whole test fold
+    assert len(rows_scored) == 2 * cv.get_n_splits()
+    assert sum(rows_scored[1::2]) == len(ds) * cv.n_paths  # each group is tested n_paths times

@@ -179,6 +179,10 @@ def _rebuild_scorer(onnx_bytes: bytes, n_threads: int) -> OnnxScorer:
 # LightGBM's kZeroThreshold, a float literal: a dense input with |x| <= it is read as 0.0.
 _LGB_ZERO = float(np.float32(1e-35))
 _LIBM_EXP = np.frompyfunc(math.exp, 1, 1)
+# objectives whose prediction is the raw score (unless `sqrt`, which squares it back)
+_LGB_IDENTITY_OBJECTIVES = frozenset(
+    {"regression", "regression_l2", "regression_l1", "huber", "fair", "quantile"}
+)
 
 
 def _lgbm_trees(model_text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -293,11 +297,12 @@ class LGBMExactScorer:
     def __init__(self, model_text: str, n_features: int, *, n_threads: int = 1) -> None:
         proto = lgbm_tree_ensemble(model_text, n_features)
         objective = next(p.value for p in proto.metadata_props if p.key == "trademl.objective")
+        name, *options = objective.split(" ")
         self.sigmoid: float | None = None
-        if objective.split(" ")[0] == "binary":
-            opts = dict(o.split(":", 1) for o in objective.split(" ")[1:] if ":" in o)
+        if name == "binary":
+            opts = dict(o.split(":", 1) for o in options if ":" in o)
             self.sigmoid = float(opts.get("sigmoid", 1.0))
-        elif objective.split(" ")[0] not in ("regression", "regression_l2", "huber", "fair"):
+        elif name not in _LGB_IDENTITY_OBJECTIVES or "sqrt" in options:
             raise ValueError(f"objective {objective!r}: only regression and binary are supported")
         from onnx import numpy_helper
 

@@ -97,20 +97,22 @@ def cross_validate(
     *,
     half_life_months: float | None = None,
     objective: str = "regression",
+    n_jobs: int = 2,
 ) -> CVResult:
     """CPCV: per split, fit the FeatureStore and the model on the (purged) training rows only.
 
-    The feature matrix is read once into a `FoldMatrix`; each split's scaled training and
-    test rows are assembled into two buffers reused across splits (a model lives only within
-    its split). LightGBM test folds are scored by `LGBMExactScorer`, which equals
-    `Booster.predict` bit for bit (checked on a sample of rows, else native predict is used).
+    The feature matrix is read once into a `FoldMatrix` (scaling on `n_jobs` threads; the
+    model's threads are its own parameter); each split's scaled training and test rows go
+    into two buffers reused across splits (a model lives only within its split). LightGBM
+    test folds are scored by `LGBMExactScorer`, which equals `Booster.predict` bit for bit
+    (checked on a sample of rows; native predict otherwise).
     """
     t0 = time.perf_counter()
     fit_s = 0.0
     preds: list[np.ndarray] = []
     y = training_target(ds, objective)
     names = ds.feature_names
-    data = FoldMatrix.from_frame(ds.frame, names)
+    data = FoldMatrix.from_frame(ds.frame, names, n_threads=n_jobs)
     dates = ds.dates
     buffers = {"train": np.empty((0, len(names))), "test": np.empty((0, len(names)))}
 
