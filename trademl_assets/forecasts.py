@@ -27,7 +27,14 @@ from trademl_assets.partitions import (
     SINGLE_RUN,
     sessions_of,
 )
-from trademl_assets.sleeves import ModelCache, champion_as_of, champion_asset, champion_history
+from trademl_assets.sleeves import (
+    ModelCache,
+    champion_as_of,
+    champion_asset,
+    champion_history,
+    gate_result,
+    register_judged,
+)
 
 MODEL_NAME = "oos_forecaster"
 GATE = "forecaster_gate"
@@ -176,20 +183,24 @@ def oos_forecaster(
             run.log_metrics({k: float(v) for k, v in q.items()})
             with tempfile.TemporaryDirectory() as tmp:
                 uri = run.log_model_files(save_forecasters(fc, Path(tmp) / "fc"), "forecasters")
-        version = mlflow.register(run.run_id, uri, MODEL_NAME)
         reason = (
             f"OOS rank IC {ic:.4g} (t {t:.2f}) vs bars {bars.min_oos_rank_ic:.4g} "
             f"(t {bars.min_oos_rank_ic_t:.2f})"
         )
-        if not passed:
-            mlflow.refuse(MODEL_NAME, version, {"rank_ic": reason})
-            failures.append(f"{as_of}: {reason}")
+        row = register_judged(
+            mlflow,
+            name=MODEL_NAME,
+            run_id=run.run_id,
+            model_uri=uri,
+            as_of=as_of,
+            passed=passed,
+            check="rank_ic",
+            reason=reason,
+            failures=failures,
+        )
         rows.append(
             {
-                "date": as_of,
-                "version": version,
-                "run_id": run.run_id,
-                "model_uri": uri,
+                **row,
                 "forecaster": fc.version,
                 "passed_gate": passed,
                 **{k: float(q.get(k, math.nan)) for k in QUALITY},
@@ -203,12 +214,7 @@ def oos_forecaster(
             **{k: dg.MetadataValue.float(rows[-1][k]) for k in QUALITY},
         },
     )
-    yield dg.AssetCheckResult(
-        check_name=GATE,
-        passed=not failures,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(failures[:6]) or "OOS rank IC clears the bar",
-    )
+    yield gate_result(GATE, failures, "OOS rank IC clears the bar")
 
 
 def _load_forecasters(directory: Path):

@@ -16,7 +16,14 @@ from trademl.config import Settings
 from trademl.provenance import data_fingerprint
 from trademl_assets.metadata import frame_metadata, markdown_table
 from trademl_assets.partitions import POLICY_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
-from trademl_assets.sleeves import ModelCache, champion_as_of, champion_asset, champion_history
+from trademl_assets.sleeves import (
+    ModelCache,
+    champion_as_of,
+    champion_asset,
+    champion_history,
+    gate_result,
+    register_judged,
+)
 
 MODEL_NAME = "grpo_policy"
 GATE = "policy_gate"
@@ -122,22 +129,25 @@ def grpo_policy(
             uri = run.log_onnx_model(to_onnx(model), name="model")
             with tempfile.TemporaryDirectory() as tmp:
                 run.log_artifact(save_policy(model, Path(tmp) / "policy"), "policy")
-        version = mlflow.register(run.run_id, "model", MODEL_NAME)
         reason = (
             f"OOS Sharpe {scores['sharpe_policy']:.3g} vs bar {bar:.3g} (constant sizing "
             f"{scores['sharpe_sign']:.3g} + {s.policy.min_sharpe_margin:g}, at least "
             f"{s.policy.min_sharpe:g})"
         )
-        if not passed:
-            mlflow.refuse(MODEL_NAME, version, {"sharpe": reason})
-            failures.append(f"{as_of}: {reason}")
+        row = register_judged(
+            mlflow,
+            name=MODEL_NAME,
+            run_id=run.run_id,
+            model_uri=uri,
+            as_of=as_of,
+            passed=passed,
+            check="sharpe",
+            reason=reason,
+            failures=failures,
+        )
         rows.append(
             {
-                "date": as_of,
-                "version": version,
-                "run_id": run.run_id,
-                "model_uri": uri,
-                "passed_gate": passed,
+                **row,
                 "train_sessions": train.get_column("session").n_unique(),
                 "test_sessions": test.get_column("session").n_unique(),
                 **{k: float(v) for k, v in scores.items()},
@@ -152,12 +162,7 @@ def grpo_policy(
             "evaluation": dg.MetadataValue.md(markdown_table(ev)),
         },
     )
-    yield dg.AssetCheckResult(
-        check_name=GATE,
-        passed=not failures,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(failures[:6]) or "beats constant sizing out of sample",
-    )
+    yield gate_result(GATE, failures, "beats constant sizing out of sample")
 
 
 grpo_policy_champion = champion_asset(

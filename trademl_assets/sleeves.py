@@ -75,6 +75,43 @@ def champion_asset(
     return _champion
 
 
+def register_judged(
+    mlflow: MlflowResource,
+    *,
+    name: str,
+    run_id: str,
+    model_uri: str,
+    as_of: dt.date,
+    passed: bool,
+    check: str,
+    reason: str,
+    failures: list[str],
+) -> dict[str, Any]:
+    """Register a new `challenger` version; a failed gate tags it refused (with `reason`) and
+    records the failure. Returns the row every sleeve's model asset starts from."""
+    version = mlflow.register(run_id, model_uri, name)
+    if not passed:
+        mlflow.refuse(name, version, {check: reason})
+        failures.append(f"{as_of}: {reason}")
+    return {
+        "date": as_of,
+        "version": version,
+        "run_id": run_id,
+        "model_uri": model_uri,
+        "passed_gate": passed,
+    }
+
+
+def gate_result(check_name: str, failures: list[str], ok: str) -> dg.AssetCheckResult:
+    """The blocking gate's verdict over a run's as-of sessions (any failure blocks)."""
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(failures[:6]) or ok,
+    )
+
+
 def champion_history(lake: Lake, champion_asset: str) -> pl.DataFrame:
     """Every promotion recorded by `champion_asset`, oldest first."""
     keys = lake.partitions(champion_asset)
