@@ -174,7 +174,7 @@ grpo_policy_champion = champion_asset(
 
 
 def _onnx_policy(directory: Path):
-    from trademl.models.policy.serving import OnnxPolicy
+    from trademl.models.policy.onnx_policy import OnnxPolicy
 
     return OnnxPolicy(directory / "model.onnx")
 

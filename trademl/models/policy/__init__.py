@@ -4,28 +4,63 @@ A Beta-headed MLP on the state [y_hat, vol, trend, extras] is trained by group-r
 optimization (`GRPOSizer`, `GRPOParams`), judged out of sample against constant and
 vol-targeted sizing (`evaluate_policy`), and served through ONNX (`to_onnx`, `OnnxPolicy`) or
 a saved torch policy (`save_policy`, `load_policy`). position = size · sign(y_hat).
+
+Names resolve lazily (PEP 562): importing this package, `OnnxPolicy` or `position` never
+imports torch (≈3 s); the training modules import it on use.
 """
 
-from trademl.models.policy.beta import (
-    beta_entropy,
-    beta_log_prob,
-    group_advantages,
-    k3_kl,
-    position,
-    risk_penalty,
-    sample_beta,
-    trading_pnl,
-)
-from trademl.models.policy.evaluate import (
-    baseline_positions,
-    evaluate_policy,
-    evaluate_positions,
-    session_pnl,
-)
-from trademl.models.policy.grpo import Batch, GRPOParams, grpo_update
-from trademl.models.policy.network import BetaPolicyNet
-from trademl.models.policy.serving import OnnxPolicy, load_policy, save_policy, to_onnx
-from trademl.models.policy.sizer import GRPOSizer, NotFittedError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trademl.models.policy.actions import position
+    from trademl.models.policy.beta import (
+        beta_entropy,
+        beta_log_prob,
+        group_advantages,
+        k3_kl,
+        risk_penalty,
+        sample_beta,
+        trading_pnl,
+    )
+    from trademl.models.policy.evaluate import (
+        baseline_positions,
+        evaluate_policy,
+        evaluate_positions,
+        session_pnl,
+    )
+    from trademl.models.policy.grpo import Batch, GRPOParams, grpo_update
+    from trademl.models.policy.network import BetaPolicyNet
+    from trademl.models.policy.onnx_policy import OnnxPolicy
+    from trademl.models.policy.serving import load_policy, save_policy, to_onnx
+    from trademl.models.policy.sizer import GRPOSizer, NotFittedError
+
+_EXPORTS: dict[str, str] = {
+    "position": "actions",
+    "beta_entropy": "beta",
+    "beta_log_prob": "beta",
+    "group_advantages": "beta",
+    "k3_kl": "beta",
+    "risk_penalty": "beta",
+    "sample_beta": "beta",
+    "trading_pnl": "beta",
+    "baseline_positions": "evaluate",
+    "evaluate_policy": "evaluate",
+    "evaluate_positions": "evaluate",
+    "session_pnl": "evaluate",
+    "Batch": "grpo",
+    "GRPOParams": "grpo",
+    "grpo_update": "grpo",
+    "BetaPolicyNet": "network",
+    "OnnxPolicy": "onnx_policy",
+    "load_policy": "serving",
+    "save_policy": "serving",
+    "to_onnx": "serving",
+    "GRPOSizer": "sizer",
+    "NotFittedError": "sizer",
+}
 
 __all__ = [
     "Batch",
@@ -51,3 +86,15 @@ __all__ = [
     "to_onnx",
     "trading_pnl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines `name` on first access (PEP 562)."""
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

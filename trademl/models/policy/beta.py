@@ -12,6 +12,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from trademl.models.policy.actions import ACTION_MAX, position
+
 __all__ = [
     "ACTION_MAX",
     "SAMPLE_EPS",
@@ -28,22 +30,9 @@ __all__ = [
     "trading_pnl",
 ]
 
-ACTION_MAX = 2.0  # action = ACTION_MAX · x with x ~ Beta(α, β) in (0, 1)
 SAMPLE_EPS = 1e-6  # samples are clamped to [eps, 1 − eps] so log x and log(1 − x) stay finite
 
 T = TypeVar("T", np.ndarray, torch.Tensor)
-
-
-def position(action: T, y_hat: T) -> T:
-    """Signed position from a size: position = action · sign(y_hat).
-
-    The policy only decides how much of the forecast direction to take (a size in [0, 2]); it
-    never flips the forecast's sign, and a zero forecast gives a flat book. This is the single
-    definition used by training, evaluation and serving (numpy or torch in, same type out).
-    """
-    if isinstance(action, torch.Tensor):
-        return action * torch.sign(y_hat)
-    return np.asarray(action) * np.sign(np.asarray(y_hat))
 
 
 def trading_pnl(pos: T, y: T, prev_pos: T, cost_bps: float) -> T:

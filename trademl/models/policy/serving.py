@@ -3,7 +3,7 @@ and save/load of the torch policy (state_dict + a JSON of params and standardiza
 
 The ONNX graph is the same `BetaPolicyNet.forward` used in training and evaluation, with the
 state standardization baked in: float32 `state` [n, n_features] → float32 `action` [n].
-`OnnxPolicy` needs only numpy and onnxruntime.
+Its scorer, `OnnxPolicy`, lives in `onnx_policy` (numpy and onnxruntime only, no torch).
 """
 
 from __future__ import annotations
@@ -18,19 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
-import polars as pl
 import torch
 
-from trademl.models.policy.beta import position
 from trademl.models.policy.grpo import GRPOParams
 from trademl.models.policy.network import BetaPolicyNet
+from trademl.models.policy.onnx_policy import ACTION_OUTPUT, STATE_INPUT, OnnxPolicy
 from trademl.models.policy.sizer import GRPOSizer
 
 __all__ = ["ONNX_OPSET", "OnnxPolicy", "load_policy", "save_policy", "to_onnx"]
 
 ONNX_OPSET = 17
-STATE_INPUT, ACTION_OUTPUT = "state", "action"
 WEIGHTS_FILE, META_FILE = "policy.pt", "policy.json"
 
 
@@ -66,44 +63,6 @@ def to_onnx(model: GRPOSizer) -> bytes:
     )
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
-
-
-class OnnxPolicy:
-    """onnxruntime scorer of an exported policy: act (size in (0, 2)) and positions."""
-
-    def __init__(self, model: bytes | str | Path) -> None:
-        blob = Path(model).read_bytes() if isinstance(model, str | Path) else model
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        self._session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
-        meta = self._session.get_modelmeta().custom_metadata_map
-        if "trademl.features" not in meta:
-            raise ValueError("not a trademl policy graph: metadata 'trademl.features' missing")
-        self.feature_names: tuple[str, ...] = tuple(meta["trademl.features"].split(","))
-
-    def _state(self, data: np.ndarray | pl.DataFrame) -> np.ndarray:
-        if isinstance(data, pl.DataFrame):
-            missing = [c for c in self.feature_names if c not in data.columns]
-            if missing:
-                raise ValueError(f"frame is missing state columns {missing}")
-            data = data.select(self.feature_names).to_numpy()
-        state = np.ascontiguousarray(data, dtype=np.float32)
-        if state.ndim != 2 or state.shape[1] != len(self.feature_names):
-            raise ValueError(
-                f"state must be [n, {len(self.feature_names)}] ({self.feature_names}), "
-                f"got shape {state.shape}"
-            )
-        return state
-
-    def act(self, data: np.ndarray | pl.DataFrame) -> np.ndarray:
-        """Deterministic size per row (float64), from an array in feature order or a frame."""
-        (out,) = self._session.run([ACTION_OUTPUT], {STATE_INPUT: self._state(data)})
-        return out.astype(np.float64)
-
-    def positions(self, data: np.ndarray | pl.DataFrame) -> np.ndarray:
-        """Signed positions size·sign(y_hat); y_hat is the first feature."""
-        state = self._state(data)
-        return position(self.act(state), state[:, 0].astype(np.float64))
 
 
 def _session_json(value: Any) -> dict[str, Any] | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,14 @@ def test_load_rejects_mismatched_features(model_and_rows, tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="features"):
         load_policy(tmp_path / "q")
     assert dataclasses.asdict(model.params)["hidden"] == (16, 8)
+
+
+def test_serving_path_never_loads_torch() -> None:
+    """The daily scorer (and the package's light names) must not pull torch in (≈3 s)."""
+    code = (
+        "import sys, trademl.models.policy as p\n"
+        "from trademl.models.policy.onnx_policy import OnnxPolicy\n"
+        "p.OnnxPolicy, p.position\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
