@@ -489,12 +489,20 @@ class MlflowResource(dg.ConfigurableResource):
                 return None
             raise
 
-    def promote(self, name: str, version: str | int, reasons: dict[str, str]) -> None:
-        """Make `version` champion (old champion → previous_champion), recording why."""
+    def promote(
+        self, name: str, version: str | int, reasons: dict[str, str], *, move_alias: bool = True
+    ) -> None:
+        """Make `version` champion (old champion → previous_champion), recording why.
+
+        `move_alias=False` records the passed promotion on the version only: a backfilled
+        session's champion, older than the one holding the alias, which stays put.
+        """
         client = self.client()
         version = str(version)
         client.get_model_version(name, version)  # fail before moving anything
         self._tag_version(client, name, version, "promotion", reasons)
+        if not move_alias:
+            return
         current = self.alias_version(name, CHAMPION)
         if current is not None and str(current.version) != version:
             client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current.version))

@@ -1,5 +1,6 @@
 """Equities sleeve: CPCV-trained alpha snapshots, promotion through blocking checks, scores."""
 
+import datetime as dt
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from resources.lake import LakeResource
-from resources.mlflow import CHAMPION, MlflowResource
+from resources.mlflow import MlflowResource
 from resources.settings import SettingsResource
 from trademl.features import feature_names
 from trademl.models.equities.bundle import BundleScorer, save_bundle
@@ -58,6 +59,7 @@ def equities_xs_model(
     labels: pl.LazyFrame,
     settings: SettingsResource,
     mlflow: MlflowResource,
+    lake_store: LakeResource,
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The cross-sectional alpha as of each session: trained on labels known by then.
 
@@ -69,6 +71,8 @@ def equities_xs_model(
     names = feature_names(s.features.cross_sectional)
     rows = []
     decisions = []
+    history = champion_history(lake_store.lake, "equities_xs_champion")
+    passed_in_run: list[tuple[dt.date, dict]] = []
     for as_of in sessions_of(context.partition_keys):
         snap = train_snapshot(
             features,
@@ -81,9 +85,15 @@ def equities_xs_model(
             seed=s.data.seed,
             progress=lambda n, v: context.log.info(f"HPO trial {n}: CPCV rank IC {v:.4f}"),
         )
-        champ = mlflow.alias_version(MODEL_NAME, CHAMPION)
-        champ_metrics = mlflow.client().get_run(champ.run_id).data.metrics if champ else None
+        # the champion as of d: promoted on or before d, or passed earlier in this run — never
+        # the alias holder of today, which may have trained on sessions after d (a backfill)
+        champ = champion_as_of(history, as_of)
+        champ_metrics = mlflow.client().get_run(champ["run_id"]).data.metrics if champ else None
+        if passed_in_run and (champ is None or passed_in_run[-1][0] >= champ["date"]):
+            champ_metrics = passed_in_run[-1][1]
         decision = decide(snap.metrics, champ_metrics, cfg.promotion)
+        if decision.promote:
+            passed_in_run.append((as_of, snap.metrics))
         fingerprint = data_fingerprint(snap.oof.select("date", "symbol", "y"))
         with mlflow.start_run_for(
             context, data_fingerprint=fingerprint, run_name=f"{MODEL_NAME}@{as_of}"

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from resources.lake import Lake
+from resources.lake import Lake, LakeResource
 from resources.mlflow import CHAMPION, MlflowResource
 from trademl_assets.partitions import SESSIONS, SINGLE_RUN
 
@@ -27,23 +27,44 @@ def promote_passed(
     mlflow: MlflowResource,
     name: str,
     reason_keys: tuple[str, ...],
+    history: pl.DataFrame,
 ) -> pl.DataFrame:
-    """Move `champion` of `name` to each row's version in date order (the gate passed, or
-    this asset would not run); the rows of the champion history this writes."""
-    rows = []
+    """Record each row's version as champion as of its date (the gate passed, or this asset
+    would not run); the rows of the champion history this writes.
+
+    `champion` moves forward only: a row dated before the newest promotion in `history` (a
+    backfill of an earlier session) becomes that session's champion for scoring, but the
+    alias stays on the newer model.
+    """
+    newest = history.get_column("date").max() if history.height else None
+    known, rows = history, []
     for row in model_rows.sort("date").iter_rows(named=True):
-        before = mlflow.alias_version(name, CHAMPION)
-        mlflow.promote(name, row["version"], {k: f"{row[k]:.4g}" for k in reason_keys})
+        reasons = {k: f"{row[k]:.4g}" for k in reason_keys}
+        backfill = newest is not None and row["date"] < newest
+        if backfill:
+            before = champion_as_of(known, row["date"])
+            previous = before["version"] if before else None
+            mlflow.promote(name, row["version"], reasons, move_alias=False)
+            context.log.info(
+                f"{name} v{row['version']} is champion as of {row['date']} (a backfill: "
+                f"`champion` stays on the promotion of {newest})"
+            )
+        else:
+            before_version = mlflow.alias_version(name, CHAMPION)
+            previous = str(before_version.version) if before_version else None
+            mlflow.promote(name, row["version"], reasons)
+            newest = row["date"]
+            context.log.info(f"{name} v{row['version']} is champion as of {row['date']}")
         rows.append(
             {
                 "date": row["date"],
                 "version": row["version"],
-                "previous_champion": str(before.version) if before else None,
+                "previous_champion": previous,
                 "run_id": row["run_id"],
                 "model_uri": row.get("model_uri"),
             }
         )
-        context.log.info(f"{name} v{row['version']} is champion as of {row['date']}")
+        known = pl.concat([known, pl.DataFrame(rows[-1:], schema=CHAMPION_SCHEMA)])
     return pl.DataFrame(rows, schema=CHAMPION_SCHEMA)
 
 
@@ -67,9 +88,13 @@ def champion_asset(
         description=f"Moves `champion` of `{registered}` to the version that passed its gate.",
     )
     def _champion(
-        context: dg.AssetExecutionContext, model: pl.DataFrame, mlflow: MlflowResource
+        context: dg.AssetExecutionContext,
+        model: pl.DataFrame,
+        mlflow: MlflowResource,
+        lake_store: LakeResource,
     ) -> dg.Output[pl.DataFrame]:
-        out = promote_passed(context, model, mlflow, registered, reason_keys)
+        history = champion_history(lake_store.lake, key)
+        out = promote_passed(context, model, mlflow, registered, reason_keys, history)
         return dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
 
     return _champion

@@ -137,3 +137,32 @@ def test_triple_barrier_classifier_snapshot_logs_calibration(env):
     assert 0.0 < run.data.metrics["brier"] < 0.3
     plots = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "plots")}
     assert "plots/reliability.png" in plots
+
+
+def test_a_backfilled_session_faces_its_own_champion_and_leaves_the_alias(env):
+    """Training as of an earlier session compares with the champion *as of that session*
+    (none here), not with today's, which saw later data; and `champion` never moves back."""
+    base, home = env
+    mlflow: MlflowResource = base["mlflow"]
+    champion = mlflow.alias_version("equities_xs", "champion")
+    assert champion is not None and str(champion.version) == "1"  # promoted as of KEYS[-1]
+    # a margin no model can beat: only a gate that (wrongly) faces v1 would refuse
+    unbeatable = LENIENT.replace("}", ", ic_margin_vs_champion: 1.0}")
+    early = KEYS[-25]  # the 12-1 baseline needs 253 sessions of bars: KEYS holds 300
+    run = _run(base, home, [early], ["equities_xs_model", "equities_xs_champion"], unbeatable)
+    assert run.success
+    (gate,) = run.get_asset_check_evaluations()
+    assert gate.passed, gate.description
+    lake = Lake(home / "lake")
+    row = lake.scan("equities_xs_model", [early]).collect().row(0, named=True)
+    assert row["passed_gate"]
+    assert str(mlflow.alias_version("equities_xs", "champion").version) == "1"  # not moved back
+    tags = mlflow.client().get_model_version("equities_xs", row["version"]).tags
+    assert any(k.startswith("promotion.") and "refused" not in k for k in tags), tags
+    history = lake.scan("equities_xs_champion", [early, KEYS[-1]]).collect().sort("date")
+    assert history.get_column("version").to_list() == [row["version"], "1"]
+    # a session between the two promotions is scored by the backfilled snapshot
+    mid = KEYS[-12]
+    assert _run(base, home, [mid], ["equities_xs_scores"], LENIENT).success
+    scored = lake.scan("equities_xs_scores", [mid]).collect()
+    assert scored.get_column("model_version").unique().to_list() == [row["version"]]
