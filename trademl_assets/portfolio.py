@@ -9,7 +9,7 @@ from resources.settings import SettingsResource
 from trademl.backtest import BacktestParams, performance_metrics
 from trademl.backtest.plots import drawdown_png, equity_png, rolling_ic_png, turnover_png
 from trademl.backtest.report import session_report, write_report
-from trademl.backtest.trailing import trailing_backtest
+from trademl.backtest.trailing import trailing_backtest, trials_behind
 from trademl.config import Settings
 from trademl.costs import CostModel, trade_costs
 from trademl.portfolio import PortfolioParams, forecast_vol
@@ -26,6 +26,7 @@ from trademl_assets.partitions import (
     SINGLE_RUN,
     sessions_of,
 )
+from trademl_assets.sleeves import model_trials
 
 WEIGHTS_SCHEMA = {
     "date": pl.Date,
@@ -139,11 +140,14 @@ def backtest(
     target_weights: pl.LazyFrame,
     bars: pl.LazyFrame,
     settings: SettingsResource,
+    lake_store: LakeResource,
 ) -> dg.Output[pl.DataFrame]:
     """As of each session: the trailing window of target weights replayed with costs and
-    borrow (next-open fills), one row per window session, with benchmark and rank IC."""
+    borrow (next-open fills), one row per window session, with benchmark and rank IC; its
+    DSR deflates for the trials searched to pick the models behind the weights."""
     s = settings.get()
     weights = target_weights.collect()
+    trials = model_trials(lake_store.lake, "equities_xs_model")
     b = bars.select("date", "symbol", "open", "close").collect()
     risk = weights.select("date", "symbol", "sigma", "adv")
     parts, last = [], None
@@ -154,11 +158,21 @@ def backtest(
         # first session with target weights on
         known = bar_dates.filter((bar_dates <= session) & (bar_dates >= (first or session)))
         window = known.tail(s.backtest.sessions).to_list() or [session]
+        sources = weights.filter(pl.col("date").is_between(window[0], window[-1]))["source"]
+        n_trials = trials_behind(sources.unique().to_list(), trials)
         last = trailing_backtest(
-            weights, b, risk, window, params=backtest_params(s), costs=cost_model(s)
+            weights,
+            b,
+            risk,
+            window,
+            params=backtest_params(s),
+            costs=cost_model(s),
+            n_trials=n_trials,
         )
         parts.append(
-            last.frame.rename({"date": "session"}).with_columns(pl.lit(session).alias("date"))
+            last.frame.rename({"date": "session"}).with_columns(
+                pl.lit(session).alias("date"), pl.lit(n_trials).alias("n_trials")
+            )
         )
     assert last is not None
     out = pl.concat(parts).select("date", pl.exclude("date"))
@@ -166,6 +180,7 @@ def backtest(
     dates = f.get_column("date").to_list()
     meta = {
         **{k: dg.MetadataValue.float(float(v)) for k, v in last.metrics.items()},
+        "n_trials": dg.MetadataValue.int(int(out.get_column("n_trials")[-1])),
         "equity": png_metadata(
             equity_png(
                 f.get_column("equity").to_numpy(),
@@ -292,8 +307,11 @@ def daily_report(
 def _summary(bt: pl.DataFrame) -> dict[str, float]:
     """Performance metrics of the backtest rows (recomputed from the stored net returns)."""
     m = performance_metrics(
-        bt.get_column("net_returns").to_numpy(), turnover=bt.get_column("turnover").to_numpy()
+        bt.get_column("net_returns").to_numpy(),
+        turnover=bt.get_column("turnover").to_numpy(),
+        n_trials=int(bt.get_column("n_trials").max()),
     )
+    m["n_trials"] = int(bt.get_column("n_trials").max())
     ic = bt.get_column("rank_ic").drop_nans().drop_nulls()
     m["rank_ic_mean"] = float(ic.mean()) if ic.len() else float("nan")
     return m

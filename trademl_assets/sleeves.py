@@ -145,6 +145,15 @@ def champion_history(lake: Lake, champion_asset: str) -> pl.DataFrame:
     return lake.scan(champion_asset, keys).collect().sort("date")
 
 
+def model_trials(lake: Lake, model_asset: str) -> dict[str, int]:
+    """{version: n_trials} of every snapshot `model_asset` registered (for DSR deflation)."""
+    keys = lake.partitions(model_asset)
+    if not keys:
+        return {}
+    rows = lake.scan(model_asset, keys).select("version", "n_trials").collect()
+    return {str(v): int(n) for v, n in rows.iter_rows()}
+
+
 def champion_as_of(history: pl.DataFrame, session: dt.date) -> dict[str, Any] | None:
     """The champion promoted most recently on or before `session` (never a later one)."""
     known = history.filter(pl.col("date") <= session)

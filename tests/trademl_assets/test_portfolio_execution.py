@@ -117,6 +117,9 @@ def test_backtest_report_orders_and_blotter_of_the_latest_session(env: Env) -> N
     report = json.loads((env.reports / f"equities_{LATEST}.json").read_text())
     assert report["session"] == LATEST and report["qc"]["status"] in {"GREEN", "YELLOW"}
     assert report["signal_sources"] == ["fallback:mom_12_1"]
+    # a fit-free fallback was searched once: its DSR deflates for one trial (= PSR)
+    assert bt.get_column("n_trials").unique().to_list() == [1]
+    assert report["backtest"]["n_trials"] == 1
     assert report["positions"]["long"] > 0 and report["positions"]["short"] > 0
     assert report["expected_costs"]["total"] > 0
     md = (env.reports / f"equities_{LATEST}.md").read_text()

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from trademl.backtest import BacktestParams
+from trademl.backtest import BacktestParams, performance_metrics
 from trademl.backtest.report import report_markdown, session_report, write_report
-from trademl.backtest.trailing import trailing_backtest
+from trademl.backtest.trailing import trailing_backtest, trials_behind
 from trademl.costs import CostModel
 
 T, N = 30, 6
@@ -104,3 +104,21 @@ def test_report_files(tmp_path) -> None:
     assert paths["md"].read_text() == report_markdown(rep)
     assert "| A | 5.00% |" in paths["md"].read_text()
     assert paths["equity"].name == "equities_2024-01-30_equity.png"
+
+
+def test_trials_behind_counts_the_most_searched_model_and_refuses_unknown_versions() -> None:
+    trials = {"3": 4, "5": 20}
+    assert trials_behind(["fallback:mom_12_1"], trials) == 1
+    assert trials_behind(["equities_xs@3", "fallback:mom_12_1", "equities_xs@5"], trials) == 20
+    with pytest.raises(KeyError, match="'7'"):
+        trials_behind(["equities_xs@7"], trials)
+    with pytest.raises(ValueError, match="expected 'equities_xs@<version>'"):
+        trials_behind(["stacker@1"], trials)
+
+
+def test_dsr_of_a_searched_signal_is_deflated_below_its_psr() -> None:
+    """Same returns: one trial → DSR = PSR; twenty skill-less trials → a lower DSR."""
+    r = np.random.default_rng(5).normal(0.0008, 0.01, 500)
+    one, many = performance_metrics(r), performance_metrics(r, n_trials=20)
+    assert one["dsr"] == one["psr"]
+    assert many["psr"] == one["psr"] and many["dsr"] < one["dsr"] - 0.05
