@@ -1,11 +1,12 @@
 """`bars`: daily bars per session from the configured source, with blocking QC checks."""
 
-from collections.abc import Iterator
+import datetime as dt
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 import polars as pl
 
-from resources.lake import LakeResource
+from resources.lake import Lake, LakeResource, session_keys
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.data.bars import load_session_bars
 from trademl.data.quality import SessionQC, Status, qc_frame, worst
@@ -87,9 +88,11 @@ def qc_check_result(table: pl.DataFrame) -> dg.AssetCheckResult:
     red = flagged.filter(pl.col("status") == str(Status.RED))
     red_sessions = red.get_column("session").n_unique()
     desc = f"{status}: {red_sessions} RED of {sessions} sessions"
-    if red.height:
+    shown = red if red.height else flagged  # the reasons, worst first: RED, else YELLOW
+    if shown.height:
         desc += "; " + "; ".join(
-            f"{r['session']} {r['rule']}: {r['message']}" for r in red.head(3).iter_rows(named=True)
+            f"{r['session']} {r['rule']}: {r['message']}"
+            for r in shown.head(3).iter_rows(named=True)
         )
     return dg.AssetCheckResult(
         check_name=QC_CHECK,
@@ -108,3 +111,32 @@ def qc_check_result(table: pl.DataFrame) -> dg.AssetCheckResult:
             "flagged": dg.MetadataValue.md(markdown_table(flagged.head(20), n=20)),
         },
     )
+
+
+def refuse_red_sessions(lake: Lake, sessions: Sequence[dt.date], asset: str) -> None:
+    """Fail when a session whose bars `asset` reads was judged RED by QC.
+
+    The blocking check stops downstream steps only in the run that found the problem; this
+    keeps later runs (a daily run, a re-run of one asset) from building on the same broken
+    bars. Sessions without a recorded verdict pass.
+    """
+    judged = set(lake.partitions(QC_TABLE)) & set(session_keys(sessions))
+    if not judged:
+        return
+    red = (
+        lake.scan(QC_TABLE, sorted(judged))
+        .filter(pl.col("status") == str(Status.RED))
+        .sort("date")
+        .collect()
+    )
+    if red.height:
+        shown = "; ".join(f"{r['date']}: {r['reasons']}" for r in red.head(3).iter_rows(named=True))
+        raise dg.Failure(
+            description=(
+                f"{asset}: {red.height} session(s) of its input bars are RED in quality control "
+                f"({shown}). Fix the source data and re-materialize bars for "
+                f"{', '.join(str(d) for d in red.get_column('date').head(5))}"
+                f"{' …' if red.height > 5 else ''}."
+            ),
+            allow_retries=False,
+        )

@@ -3,8 +3,10 @@
 import dagster as dg
 import polars as pl
 
+from resources.lake import LakeResource
 from resources.settings import SettingsResource
 from trademl.features import build_features, feature_names
+from trademl_assets.data import refuse_red_sessions
 from trademl_assets.metadata import frame_metadata
 from trademl_assets.partitions import FEATURES_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
 
@@ -19,11 +21,15 @@ from trademl_assets.partitions import FEATURES_LOOKBACK, SESSIONS, SINGLE_RUN, s
     kinds={"polars", "parquet"},
 )
 def features(
-    context: dg.AssetExecutionContext, bars: pl.LazyFrame, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    bars: pl.LazyFrame,
+    settings: SettingsResource,
+    lake_store: LakeResource,
 ) -> dg.Output[pl.DataFrame]:
     """Registry features for every bar of the run's sessions; each uses only bars dated ≤ d."""
     cfg = settings.get().features
     window = sessions_of(context.asset_partition_keys_for_input("bars"))
+    refuse_red_sessions(lake_store.lake, window, "features")
     out = build_features(
         bars,
         window,

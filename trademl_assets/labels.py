@@ -3,8 +3,10 @@
 import dagster as dg
 import polars as pl
 
+from resources.lake import LakeResource
 from resources.settings import SettingsResource
 from trademl.labels import compute_labels
+from trademl_assets.data import refuse_red_sessions
 from trademl_assets.metadata import frame_metadata
 from trademl_assets.partitions import LABELS_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
 
@@ -19,7 +21,10 @@ from trademl_assets.partitions import LABELS_LOOKBACK, SESSIONS, SINGLE_RUN, ses
     kinds={"polars", "parquet"},
 )
 def labels(
-    context: dg.AssetExecutionContext, bars: pl.LazyFrame, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    bars: pl.LazyFrame,
+    settings: SettingsResource,
+    lake_store: LakeResource,
 ) -> dg.Output[pl.DataFrame]:
     """Forward-return and triple-barrier labels whose window ends (t1) at the run's sessions.
 
@@ -28,6 +33,7 @@ def labels(
     """
     cfg = settings.get().labels
     window = sessions_of(context.asset_partition_keys_for_input("bars"))
+    refuse_red_sessions(lake_store.lake, window, "labels")
     wanted = pl.Series(sessions_of(context.partition_keys), dtype=pl.Date)
     out = compute_labels(bars.collect(), window, cfg).filter(pl.col("t1").is_in(wanted))
     meta = frame_metadata(out, len(context.partition_keys))

@@ -123,6 +123,16 @@ def test_red_session_blocks_downstream_and_says_why(run, tmp_path):
     assert last["status"] == "RED" and "BBB" in last["reasons"]
     assert set(qc.get_column("status").to_list()[:-1]) <= {"GREEN", "YELLOW"}
 
+    # a later run cannot build on the RED bars either: features and labels refuse, and say why
+    for asset in ("features", "labels"):
+        later = run([keys[-1]], market=market, selection=[asset], raise_on_error=False)
+        assert not later.success and _materialized(later) == {}
+        (failure,) = [e for e in later.all_events if e.event_type_value == "STEP_FAILURE"]
+        text = failure.step_failure_data.user_failure_data.description
+        assert f"{asset}: 1 session(s)" in text and keys[-1] in text and "BBB" in text
+    # the sessions before it are clean, so their features still build
+    assert run([keys[-2]], market=market, selection=["features"]).success
+
 
 def test_clean_files_source_runs_through(run, tmp_path):
     keys = KEYS[:8]
