@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -49,6 +49,25 @@ class DataConfig(_Strict):
     seed: int = 7
     missing_bar_rate: float = Field(0.002, ge=0.0, le=0.5)
     alpha: AlphaConfig = AlphaConfig()
+
+    @field_validator("end")
+    @classmethod
+    def _no_end(cls, v: dt.date | None) -> dt.date | None:
+        if v is not None:
+            raise ValueError(
+                "not supported: partitions run to the latest completed session; to stop a "
+                "backfill at a date, give it a --partition-range (or trim the files)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _symbols_match_source(self) -> DataConfig:
+        if self.source == "synthetic" and isinstance(self.symbols, list):
+            raise ValueError(
+                "data.symbols: the synthetic market takes a number of names (e.g. 100); a list "
+                "of tickers needs data.source: files"
+            )
+        return self
 
     @field_validator("symbols")
     @classmethod
@@ -340,7 +359,12 @@ def config_path() -> Path:
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Load settings from `path` (or the file in force), cached per file content."""
+    """Load settings from `path` (or the file in force), cached per file content.
+
+    A file may start from another with a top-level `extends:` — a deployment name
+    (`local`, `gpu`, `prod`: a file in configs/) or a path relative to the file — and
+    override only the keys it sets (mappings merge key by key; lists and values replace).
+    """
     p = Path(path).expanduser().resolve() if path else config_path()
     if not p.exists():
         raise ConfigError(f"{p}: settings file not found (set TRADEML_CONFIG to an existing YAML)")
@@ -348,14 +372,60 @@ def load_settings(path: str | Path | None = None) -> Settings:
     return _parse(str(p), text, _resolve_env(), str(_resolve_home()))
 
 
-@lru_cache(maxsize=16)
-def _parse(path: str, text: str, env: str, home: str) -> Settings:
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps dates as text, so a bad date is reported with its key."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _read_yaml(path: Path, text: str | None = None) -> dict:
+    """The mapping in `path` (its `text` if given), with any `extends:` chain merged under it."""
+    chain: list[Path] = []
+    raw = _mapping(path, path.read_text() if text is None else text)
+    while "extends" in raw:
+        base = raw.pop("extends")
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{path}: extends: expected a deployment name or a YAML path")
+        candidate = CONFIG_DIR / f"{base}.yaml" if base in DEPLOYMENTS else Path(base)
+        base_path = (path.parent / candidate).resolve()
+        if base_path in chain or base_path == path:
+            raise ConfigError(f"{path}: extends: {base!r} forms a cycle")
+        if not base_path.exists():
+            raise ConfigError(f"{path}: extends: {base!r} → {base_path} not found")
+        chain.append(path)
+        raw = _merge(_mapping(base_path, base_path.read_text()), raw)
+        path = base_path
+    return raw
+
+
+def _mapping(path: Path, text: str) -> dict:
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = yaml.load(text, Loader=_Loader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """`override` on top of `base`: nested mappings merge, anything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@lru_cache(maxsize=16)
+def _parse(path: str, text: str, env: str, home: str) -> Settings:
+    raw = _read_yaml(Path(path), text)
     raw.setdefault("env", env)
     raw["home"] = home
     try:

@@ -136,6 +136,10 @@ def test_unknown_key_names_the_key_path_and_the_file(tmp_path: Path, text: str, 
         ("features:\n  ffill_limit: -1\n", "features.ffill_limit"),
         ("labels:\n  price: vwap\n", "labels.price"),
         ("data:\n  start: not-a-date\n", "data.start"),
+        ("data:\n  start: 2025-13-01\n", "data.start"),  # a YAML date that is no date
+        ("data:\n  start: 2025-02-30\n", "data.start"),
+        ("data:\n  end: 2025-06-30\n", "data.end"),  # not supported: says so, not ignored
+        ("data:\n  symbols: [AAPL, MSFT]\n", "data.symbols"),  # tickers need source: files
     ],
 )
 def test_bad_value_raises_config_error(tmp_path: Path, text: str, key: str) -> None:
@@ -176,3 +180,25 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, YAML))
     with pytest.raises(pydantic.ValidationError):
         s.data.seed = 3  # type: ignore[misc]
+
+
+def test_extends_starts_from_a_deployment_and_overrides_only_what_it_sets(tmp_path: Path) -> None:
+    local = load_settings(CONFIG_DIR / "local.yaml")
+    path = write(
+        tmp_path,
+        "extends: local\ndata:\n  symbols: 12\n  seed: 99\nexecution:\n  max_turnover: 0.7\n",
+    )
+    s = load_settings(path)
+    assert (s.data.symbols, s.data.seed, s.execution.max_turnover) == (12, 99, 0.7)
+    # everything else is local.yaml's, not the code defaults
+    assert s.data.start == local.data.start and s.equities == local.equities
+    assert s.forecasts == local.forecasts and s.portfolio == local.portfolio
+    # a chain through a relative path, and the errors name the file
+    (tmp_path / "team.yaml").write_text("extends: ./" + path.name + "\ndata:\n  seed: 5\n")
+    assert load_settings(tmp_path / "team.yaml").data.symbols == 12
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(write(tmp_path, "extends: nowhere.yaml\n"))
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_settings(tmp_path / "a.yaml")
