@@ -42,7 +42,7 @@ reconciliation_job = dg.define_asset_job(
     "reconciliation",
     selection=dg.AssetSelection.assets("blotter"),
     partitions_def=SESSIONS,
-    description="Morning reconciliation: the broker's fills and positions vs the plan.",
+    description="After the orders executed: the broker's fills and positions vs the plan.",
 )
 
 equities_train_job = dg.define_asset_job(
@@ -82,16 +82,22 @@ def daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.
 
 @dg.schedule(
     job=reconciliation_job,
-    cron_schedule="0 9 * * 1-5",
+    cron_schedule="30 16 * * 1-5",
     execution_timezone=str(CALENDAR.tz),
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
-def morning_reconciliation_schedule(
+def reconciliation_schedule(
     context: dg.ScheduleEvaluationContext,
 ) -> dg.RunRequest | dg.SkipReason:
-    """Before the open: reconcile the orders of the last completed session with the broker."""
+    """After a session's close: reconcile the orders planned at the previous session's close,
+    which executed during this one (skips days the exchange is closed: nothing traded)."""
     now = context.scheduled_execution_time
-    session = CALENDAR.latest_completed_session(now)
+    today = now.astimezone(CALENDAR.tz).date()
+    if not CALENDAR.is_session(today):
+        return dg.SkipReason(f"{today} is not a {CALENDAR.exchange} session: nothing traded")
+    session = CALENDAR.previous_session(today)
+    if session is None:
+        return dg.SkipReason(f"{today} is the calendar's first session: no orders before it")
     return dg.RunRequest(run_key=f"blotter-{session}", partition_key=session.isoformat())
 
 

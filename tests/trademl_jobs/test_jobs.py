@@ -9,16 +9,16 @@ import dagster as dg
 import pytest
 
 from trademl_jobs.definitions import defs, executor_for
-from trademl_jobs.jobs import daily_schedule
+from trademl_jobs.jobs import daily_schedule, reconciliation_schedule
 
 NY = ZoneInfo("America/New_York")
 
 
-def _evaluate(when: dt.datetime):
+def _evaluate(when: dt.datetime, schedule: dg.ScheduleDefinition = daily_schedule):
     ctx = dg.build_schedule_context(
         scheduled_execution_time=when, repository_def=defs.get_repository_def()
     )
-    return daily_schedule.evaluate_tick(ctx)
+    return schedule.evaluate_tick(ctx)
 
 
 def test_schedule_requests_the_session_that_closed():
@@ -31,6 +31,21 @@ def test_schedule_skips_a_holiday():
     result = _evaluate(dt.datetime(2025, 7, 4, 18, 30, tzinfo=NY))
     assert not result.run_requests
     assert "not a XNYS session" in result.skip_message
+
+
+def test_reconciliation_runs_after_the_orders_executed():
+    """Orders planned at Thursday's close execute on Friday: Friday 16:30 reconciles Thursday;
+    the Monday after Good Friday reconciles Thursday's orders, which executed on Monday."""
+    (req,) = _evaluate(
+        dt.datetime(2025, 4, 17, 16, 30, tzinfo=NY), reconciliation_schedule
+    ).run_requests
+    assert req.partition_key == "2025-04-16"
+    holiday = _evaluate(dt.datetime(2025, 4, 18, 16, 30, tzinfo=NY), reconciliation_schedule)
+    assert not holiday.run_requests and "nothing traded" in holiday.skip_message
+    (req,) = _evaluate(
+        dt.datetime(2025, 4, 21, 16, 30, tzinfo=NY), reconciliation_schedule
+    ).run_requests
+    assert req.partition_key == "2025-04-17"
 
 
 def test_executor_wiring_per_deployment():
