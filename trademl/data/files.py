@@ -6,12 +6,21 @@ type-checks: bad *rows* (duplicates, NaN prices, zero volume, high < low ...) pa
 unchanged so that quality control downstream can flag them, while structurally bad *input*
 fails loudly with one `DataSourceError` naming the file and the problem.
 
-Row numbers in messages are 1-based data rows (a CSV header is not counted).
+Row numbers in messages are 1-based data rows (a CSV header is not counted). A message about
+one row also names that row's session and symbol where they can be read, and says that the row
+must be fixed in the file: each file is checked whole, so one bad value fails the load of every
+session, not only its own.
+
+With an explicit symbol list (``data.symbols``), a listed symbol that appears in no file at all,
+on any date, is an error (almost always a typo). A symbol that exists but has no rows in the
+requested range is not: a name listed later, or delisted earlier, legitimately has no bars in a
+short window, and a single-session load must not fail for it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,16 +48,30 @@ class DataSourceError(ValueError):
     """Structurally bad market-data input; the message names the file and the problem."""
 
 
+class _RowError(DataSourceError):
+    """A bad value at `row` (1-based, None if no single row); `_read_file` adds the fix hint."""
+
+    def __init__(self, message: str, *, row: int | None) -> None:
+        super().__init__(message)
+        self.row = row
+
+
 @dataclass(frozen=True)
 class _Part:
-    """Canonical rows read from one file, and the time zone its dates were written in."""
+    """Canonical rows read from one file, the time zone its dates were written in, and every
+    symbol in the whole file (any date; only collected when a symbol list is given)."""
 
     frame: pl.DataFrame
     zone: str
+    symbols: frozenset[str] = frozenset()
 
 
 class FilesSource:
-    """Daily bars from a folder (searched recursively) or a single parquet/CSV file."""
+    """Daily bars from a folder (searched recursively) or a single parquet/CSV file.
+
+    `symbols`, if given, keeps only those names; `load` raises if one of them appears in no
+    file at all (on any date, whatever the requested range), naming it and the files searched.
+    """
 
     def __init__(
         self,
@@ -86,10 +109,17 @@ class FilesSource:
         return found
 
     def load(self, start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
-        """All rows with start <= date <= end (None = open), canonical schema, sorted."""
+        """All rows with start <= date <= end (None = open), canonical schema, sorted.
+
+        With a symbol list, a listed symbol absent from every file *entirely* (checked on the
+        symbol column over all dates, not only start..end) raises `DataSourceError`; one that
+        exists but has no rows in start..end just contributes no rows.
+        """
         parts: list[pl.DataFrame] = []
         zones: dict[str, Path] = {}
-        for path in self.files():
+        found: set[str] = set()
+        files = self.files()
+        for path in files:
             part = self._read_file(path, start, end)
             zones.setdefault(part.zone, path)
             if len(zones) > 1:
@@ -99,7 +129,37 @@ class FilesSource:
                     "expected every file in the same time zone (or none with a time zone)"
                 )
             parts.append(part.frame)
+            found |= part.symbols
+        if self.symbols is not None:
+            self._check_symbols(files, found)
         return pl.concat(parts, how="vertical").sort(["date", "symbol"], maintain_order=True)
+
+    def _check_symbols(self, files: list[Path], found: set[str]) -> None:
+        """Listed symbols that no file contains (on any date) → one error naming them all."""
+        missing = [s for s in dict.fromkeys(self.symbols or []) if s not in found]
+        if not missing:
+            return
+        if self.path.is_file():
+            searched = str(self.path)
+        else:
+            names = [str(p.relative_to(self.path)) for p in files]
+            shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+            noun = "file" if len(names) == 1 else "files"
+            searched = f"any of {len(names)} {noun} under {self.path} [{shown}]"
+        ordered = sorted(found)
+        if ordered:
+            some = ", ".join(ordered[:5])
+            some = f"e.g. {some}, …" if len(ordered) > 5 else some
+            have = f"found {len(ordered)} symbol{'s' if len(ordered) != 1 else ''}: {some}"
+        else:
+            have = "found no symbols"
+        close = {s: difflib.get_close_matches(s, ordered, n=1) for s in missing}
+        hints = ", ".join(f"{s} → {m[0]}" for s, m in close.items() if m)
+        raise DataSourceError(
+            f"data.symbols {missing} not found in {searched} ({have}); expected every listed "
+            "symbol in at least one file (checked over all dates, not only the requested range)"
+            + (f"; did you mean: {hints}?" if hints else "")
+        )
 
     # -- one file ---------------------------------------------------------------------------
 
@@ -112,6 +172,14 @@ class FilesSource:
             if kind == "parquet":
                 return self._read_parquet(path, start, end)
             return self._read_csv(path, start, end)
+        except _RowError as exc:
+            what, whose = f"row {exc.row} of {path.name}", "that row's session"
+            if exc.row is None:
+                what, whose = path.name, "the sessions of the rows named"
+            raise DataSourceError(
+                f"{exc}. Fix {what}: each file is checked whole, so this fails the load of every "
+                f"session ({_window(start, end)}), not only {whose}"
+            ) from exc.__cause__
         except DataSourceError:
             raise
         except (OSError, pl.exceptions.PolarsError) as exc:
@@ -137,12 +205,12 @@ class FilesSource:
 
     def _read_parquet(self, path: Path, start: dt.date | None, end: dt.date | None) -> _Part:
         """Typed parquet is scanned lazily with date and symbol filters pushed down."""
-        lf = pl.scan_parquet(path)
-        schema = lf.collect_schema()
+        scan = pl.scan_parquet(path)
+        schema = scan.collect_schema()
         _check_columns(path, schema.names())
-        if lf.select(pl.len()).collect().item() == 0:
+        if scan.select(pl.len()).collect().item() == 0:
             raise DataSourceError(f"{path}: file is empty (0 rows)")
-        lf = lf.select(COLUMNS)
+        lf = scan.select(COLUMNS)
         dtype = schema["date"]
         typed = isinstance(dtype, pl.Date | pl.Datetime) and all(
             schema[c].is_numeric() for c in NUMERIC_COLUMNS
@@ -157,10 +225,22 @@ class FilesSource:
                 bad = bad | (pl.col("date").dt.time() != dt.time(0))
             else:
                 zone = _zone_label(dtype.time_zone)
-        first_bad = lf.select("date").with_row_index("row").filter(bad).head(1).collect()
+        first_bad = (
+            lf.select("date", pl.col("symbol").cast(pl.String))
+            .with_row_index("row")
+            .filter(bad)
+            .head(1)
+            .collect()
+        )
         if first_bad.height:
             value = first_bad["date"][0]
-            _raise_bad_date(path, value, first_bad["row"][0], ambiguous=value is not None)
+            _raise_bad_date(
+                path,
+                value,
+                first_bad["row"][0],
+                first_bad["symbol"][0],
+                ambiguous=value is not None,
+            )
 
         if isinstance(dtype, pl.Datetime) and (start is not None or end is not None):
             lo = dt.datetime.combine(start, dt.time()) - _PUSHDOWN_MARGIN if start else None
@@ -173,7 +253,11 @@ class FilesSource:
             symbol=pl.col("symbol").cast(pl.String),
             **{c: pl.col(c).cast(pl.Float64) for c in NUMERIC_COLUMNS},
         )
-        return _Part(self._filter(lf, start, end), zone)
+        names: frozenset[str] = frozenset()
+        if self.symbols is not None:  # one column, whole file: cheap next to the bars
+            listed = scan.select(pl.col("symbol").cast(pl.String).drop_nulls().unique()).collect()
+            names = frozenset(listed.to_series().to_list())
+        return _Part(self._filter(lf, start, end), zone, names)
 
     # -- shared conversion ------------------------------------------------------------------
 
@@ -181,12 +265,15 @@ class FilesSource:
         self, path: Path, raw: pl.DataFrame, start: dt.date | None, end: dt.date | None
     ) -> _Part:
         """Whole-file frame (any dtypes) → canonical frame; every row is checked."""
-        dates, zone = self._dates(path, raw["date"])
+        symbols = raw["symbol"].cast(pl.String)
+        dates, zone = self._dates(path, raw["date"], symbols)
         frame = pl.DataFrame(
-            [dates, raw["symbol"].cast(pl.String)]
-            + [_to_float(path, raw[c]) for c in NUMERIC_COLUMNS]
+            [dates, symbols] + [_to_float(path, raw[c], dates, symbols) for c in NUMERIC_COLUMNS]
         )
-        return _Part(self._filter(frame.lazy(), start, end), zone)
+        names: frozenset[str] = frozenset()
+        if self.symbols is not None:
+            names = frozenset(symbols.drop_nulls().unique().to_list())
+        return _Part(self._filter(frame.lazy(), start, end), zone, names)
 
     def _filter(self, lf: pl.LazyFrame, start: dt.date | None, end: dt.date | None) -> pl.DataFrame:
         """Exact date range (inclusive) and symbol filter on canonical columns."""
@@ -195,11 +282,11 @@ class FilesSource:
             lf = lf.filter(pl.col("symbol").is_in(self.symbols))
         return lf.select(COLUMNS).collect()
 
-    def _dates(self, path: Path, s: pl.Series) -> tuple[pl.Series, str]:
-        """Any accepted date column → (pl.Date series, zone label)."""
+    def _dates(self, path: Path, s: pl.Series, symbols: pl.Series) -> tuple[pl.Series, str]:
+        """Any accepted date column → (pl.Date series, zone label); `symbols` for messages."""
         dtype = s.dtype
         if dtype == pl.String:
-            return self._parse_date_strings(path, s)
+            return self._parse_date_strings(path, s, symbols)
         if not isinstance(dtype, pl.Date | pl.Datetime):
             raise DataSourceError(f"{path}: column 'date' has type {dtype}; expected {DATE_FORMS}")
         bad = s.is_null()
@@ -207,7 +294,7 @@ class FilesSource:
             bad = bad | (s.dt.time() != dt.time(0))
         if bad.any():
             row = int(bad.arg_true()[0])
-            _raise_bad_date(path, s[row], row, ambiguous=s[row] is not None)
+            _raise_bad_date(path, s[row], row, symbols[row], ambiguous=s[row] is not None)
         zone = NO_ZONE
         if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
             zone = _zone_label(dtype.time_zone)
@@ -216,7 +303,9 @@ class FilesSource:
         )
         return dates.to_series(), zone
 
-    def _parse_date_strings(self, path: Path, s: pl.Series) -> tuple[pl.Series, str]:
+    def _parse_date_strings(
+        self, path: Path, s: pl.Series, symbols: pl.Series
+    ) -> tuple[pl.Series, str]:
         """Strings in the accepted forms → dates; bad values and mixed offsets raise."""
         try:  # fast path for the common plain YYYY-MM-DD column
             plain = s.str.to_date("%Y-%m-%d", strict=True)
@@ -246,16 +335,20 @@ class FilesSource:
         bad = df["date"].is_null() | df["off_midnight"].fill_null(False)
         if bad.any():
             row = int(bad.arg_true()[0])
-            _raise_bad_date(path, s[row], row, ambiguous=bool(df["off_midnight"][row]))
+            _raise_bad_date(
+                path, s[row], row, symbols[row], ambiguous=bool(df["off_midnight"][row])
+            )
 
         offsets = df["offset"]
         firsts = df.with_row_index("row").group_by("offset", maintain_order=True).first()
         if firsts.height > 1:
             (r1, v1, o1), (r2, v2, o2) = firsts.select("row", "raw", "offset").rows()[:2]
-            raise DataSourceError(
-                f"{path}: column 'date' mixes time zones: row {r1 + 1} {v1!r} has "
-                f"{_offset_text(o1)} but row {r2 + 1} {v2!r} has {_offset_text(o2)}; "
-                "expected one UTC offset (or none) throughout the file"
+            raise _RowError(
+                f"{path}: column 'date' mixes time zones: row {r1 + 1} {v1!r} "
+                f"({_symbol_text(symbols[r1])}) has {_offset_text(o1)} but row {r2 + 1} {v2!r} "
+                f"({_symbol_text(symbols[r2])}) has {_offset_text(o2)}; "
+                "expected one UTC offset (or none) throughout the file",
+                row=None,
             )
         zone = NO_ZONE if offsets[0] is None else _zone_label(offsets[0])
         return df["date"], zone
@@ -281,23 +374,48 @@ def _check_columns(path: Path, names: list[str]) -> None:
         )
 
 
-def _raise_bad_date(path: Path, value: object, row: int, *, ambiguous: bool) -> None:
-    """One message for an unparsable/missing date or an ambiguous naive timestamp."""
+def _raise_bad_date(
+    path: Path, value: object, row: int, symbol: str | None, *, ambiguous: bool
+) -> None:
+    """One message for an unparsable/missing date or an ambiguous naive timestamp at 0-based
+    `row` of the file, whose symbol is `symbol`."""
     shown = "null (missing)" if value is None else repr(str(value))
+    where = f"row {row + 1} ({_symbol_text(symbol)})"
     if ambiguous:
-        raise DataSourceError(
-            f"{path}: column 'date' has naive timestamp {shown} at row {row + 1} that is not "
+        raise _RowError(
+            f"{path}: column 'date' has naive timestamp {shown} at {where} that is not "
             "at midnight, which is ambiguous without a time zone; expected a date, a midnight "
-            "timestamp or a timestamp with a time zone"
+            "timestamp or a timestamp with a time zone",
+            row=row + 1,
         )
-    raise DataSourceError(
-        f"{path}: column 'date' has unparsable value {shown} at row {row + 1}; "
-        f"expected {DATE_FORMS}"
+    raise _RowError(
+        f"{path}: column 'date' has unparsable value {shown} at {where}; expected {DATE_FORMS}",
+        row=row + 1,
     )
 
 
-def _to_float(path: Path, s: pl.Series) -> pl.Series:
-    """Numeric or numeric-string column → Float64; NaN/inf/empty pass through as values."""
+def _symbol_text(symbol: str | None) -> str:
+    """'symbol AAA' or 'symbol missing', for row messages whose date is the problem."""
+    return "symbol missing" if symbol is None else f"symbol {symbol}"
+
+
+def _window(start: dt.date | None, end: dt.date | None) -> str:
+    """The requested date range in words, for the whole-file hint."""
+    if start is not None and start == end:
+        return f"this load asked for {start}"
+    if start is not None and end is not None:
+        return f"this load asked for {start} to {end}"
+    if start is not None:
+        return f"this load asked for {start} onwards"
+    if end is not None:
+        return f"this load asked for up to {end}"
+    return "this load asked for all dates"
+
+
+def _to_float(path: Path, s: pl.Series, dates: pl.Series, symbols: pl.Series) -> pl.Series:
+    """Numeric or numeric-string column → Float64; NaN/inf/empty pass through as values.
+
+    `dates` (already parsed) and `symbols` name the session and symbol of a bad value."""
     if s.dtype.is_numeric():
         return s.cast(pl.Float64)
     if s.dtype != pl.String:
@@ -311,9 +429,11 @@ def _to_float(path: Path, s: pl.Series) -> pl.Series:
     bad = out.is_null() & text.is_not_null() & (text != "")
     if bad.any():
         row = int(bad.arg_true()[0])
-        raise DataSourceError(
-            f"{path}: column {s.name!r} has non-numeric value {s[row]!r} at row {row + 1}; "
-            "expected a number"
+        symbol = "symbol missing" if symbols[row] is None else symbols[row]
+        raise _RowError(
+            f"{path}: column {s.name!r} has non-numeric value {s[row]!r} at row {row + 1} "
+            f"({dates[row]}, {symbol}); expected a number",
+            row=row + 1,
         )
     return out
 

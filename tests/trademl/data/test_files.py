@@ -286,3 +286,182 @@ def test_missing_path_and_folder_without_data(tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("no bars here")
     with pytest.raises(DataSourceError, match="no data files found"):
         FilesSource(tmp_path).files()
+
+
+# -- row context, whole-file hint and unknown symbols -----------------------------------------
+
+
+def load_error(path: Path, start: dt.date | None = None, end: dt.date | None = None) -> str:
+    """`FilesSource(path).load(start, end)`'s DataSourceError message (the load must fail)."""
+    with pytest.raises(DataSourceError) as info:
+        FilesSource(path).load(start, end)
+    return str(info.value)
+
+
+def assert_has(message: str, *fragments: str) -> None:
+    """Every fragment occurs in `message` (the failure shows the whole message)."""
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_non_numeric_value_names_session_and_symbol(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "bars.csv",
+        [
+            "2024-01-02,AAA,1,2,0.5,1.5,100",
+            "2024-01-02,BBB,1,2,0.5,1.5,100",
+            "2024-01-03,AAA,1,2,0.5,1.5,100",
+            "2024-01-03,BBB,1,2,0.5,n/a,100",
+        ],
+    )
+    message = load_error(path)
+    assert_has(
+        message,
+        f"{path}: column 'close' has non-numeric value 'n/a' at row 4 (2024-01-03, BBB); "
+        "expected a number",
+    )
+    frame = bars([D1, D2]).with_columns(volume=pl.Series(["1", "2", "3", "1,000"]))
+    frame.write_parquet(tmp_path / "vol.parquet")
+    assert_has(
+        load_error(tmp_path / "vol.parquet"),
+        "column 'volume' has non-numeric value '1,000' at row 4 (2024-01-03, BBB)",
+    )
+
+
+def test_non_numeric_value_session_is_the_exchange_date(tmp_path: Path) -> None:
+    # 02:00Z on Jan 3 is 21:00 on Jan 2 in New York: the session is Jan 2
+    path = write_csv(tmp_path / "utc.csv", ["2024-01-03T02:00:00Z,AAA,1,2,0.5,oops,100"])
+    assert_has(load_error(path), "'oops' at row 1 (2024-01-02, AAA)")
+
+
+def test_non_numeric_value_with_missing_symbol(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "nosym.csv", ["2024-01-02,,1,2,0.5,-,100"])
+    assert_has(load_error(path), "'-' at row 1 (2024-01-02, symbol missing)")
+
+
+def test_unparsable_date_names_symbol(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "dates.csv",
+        ["2024-01-02,AAA,1,2,0.5,1.5,100", "01/03/2024,BBB,1,2,0.5,1.5,100"],
+    )
+    assert_has(load_error(path), "unparsable value '01/03/2024' at row 2 (symbol BBB); expected")
+    naive = write_csv(
+        tmp_path / "naive.csv",
+        ["2024-01-02,AAA,1,2,0.5,1.5,100", "2024-01-03T16:00:00,CCC,1,2,0.5,1.5,100"],
+    )
+    assert_has(load_error(naive), "'2024-01-03T16:00:00' at row 2 (symbol CCC)", "ambiguous")
+
+
+def test_bad_dates_in_parquet_name_symbol(tmp_path: Path) -> None:
+    typed = bars([D1, D2]).with_columns(
+        date=pl.Series([D1, D1, None, D2], dtype=pl.Date), symbol=pl.Series(["A", "B", "C", "D"])
+    )
+    typed.write_parquet(tmp_path / "typed.parquet")  # typed: checked with pushdown
+    assert_has(
+        load_error(tmp_path / "typed.parquet"), "null (missing) at row 3 (symbol C)", "expected"
+    )
+    untyped = typed.with_columns(volume=pl.col("volume").cast(pl.String))
+    untyped.write_parquet(tmp_path / "untyped.parquet")  # strings: checked value by value
+    assert_has(load_error(tmp_path / "untyped.parquet"), "null (missing) at row 3 (symbol C)")
+    stamps = bars([D1]).with_columns(pl.col("date").cast(pl.Datetime("us")).dt.offset_by("9h"))
+    stamps.write_parquet(tmp_path / "stamps.parquet")
+    assert_has(load_error(tmp_path / "stamps.parquet"), "at row 1 (symbol AAA)", "ambiguous")
+
+
+def test_mixed_offsets_name_both_symbols(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "mixed.csv",
+        [
+            "2024-01-02T21:00:00Z,AAA,1,2,0.5,1.5,100",
+            "2024-01-03T16:00:00-05:00,BBB,1,2,0.5,1.5,100",
+        ],
+    )
+    message = load_error(path, start=D1, end=D1)
+    assert_has(message, "row 1 '2024-01-02T21:00:00Z' (symbol AAA)", "row 2", "(symbol BBB)")
+    assert_has(message, "Fix mixed.csv:", "every session", "this load asked for 2024-01-02")
+    assert "Fix row" not in message
+
+
+def test_bad_value_outside_the_requested_range_says_which_row_to_fix(tmp_path: Path) -> None:
+    bars([D1, D2, D3], ("AAA",)).write_parquet(tmp_path / "good.parquet")
+    path = write_csv(
+        tmp_path / "bad.csv",
+        [
+            "2024-01-02,BBB,1,2,0.5,1.5,100",
+            "2024-01-03,BBB,1,2,0.5,1.5,100",
+            "2024-01-04,BBB,1,2,0.5,1.5,#N/A",
+        ],
+    )
+    source = FilesSource(tmp_path)
+    with pytest.raises(DataSourceError) as info:
+        source.load(start=D1, end=D1)  # the bad row is on D3, outside the window
+    message = str(info.value)
+    assert_has(
+        message,
+        f"{path}: column 'volume' has non-numeric value '#N/A' at row 3 (2024-01-04, BBB)",
+        "Fix row 3 of bad.csv: each file is checked whole, so this fails the load of every "
+        "session (this load asked for 2024-01-02), not only that row's session",
+    )
+    assert "good.parquet" not in message
+    assert_has(load_error(tmp_path), "(this load asked for all dates)")
+    with pytest.raises(DataSourceError, match=r"asked for 2024-01-02 to 2024-01-03\)"):
+        source.load(start=D1, end=D2)
+    with pytest.raises(DataSourceError, match="asked for 2024-01-03 onwards"):
+        source.load(start=D2)
+    with pytest.raises(DataSourceError, match="asked for up to 2024-01-03"):
+        source.load(end=D2)
+    path.write_text(HEADER + "2024-01-02,BBB,1,2,0.5,1.5,100\n")  # fixed: loads again
+    assert source.load(start=D1, end=D1)["symbol"].to_list() == ["AAA", "BBB"]
+
+
+def test_unknown_symbols_are_named_with_the_files_searched(tmp_path: Path) -> None:
+    bars([D1, D2], ("S00",)).write_parquet(tmp_path / "a.parquet")
+    bars([D1, D2], ("S01",)).write_csv(tmp_path / "b.csv")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    bars([D3], ("S00", "S01")).write_csv(sub / "c.csv")
+    source = FilesSource(tmp_path, symbols=["S00", "S01", "SXX", "SYY", "SXX"])
+    with pytest.raises(DataSourceError) as info:
+        source.load()
+    assert_has(
+        str(info.value),
+        f"data.symbols ['SXX', 'SYY'] not found in any of 3 files under {tmp_path} "
+        "[a.parquet, b.csv, sub/c.csv] (found 2 symbols: S00, S01); expected every listed symbol",
+    )
+    with pytest.raises(DataSourceError, match=r"\['SXX', 'SYY'\] not found"):
+        source.load(start=D3, end=D3)
+    assert FilesSource(tmp_path, symbols=["S01", "S00"]).load().height == 6
+
+
+def test_unknown_symbol_in_a_single_file_with_a_close_match(tmp_path: Path) -> None:
+    path = tmp_path / "one.parquet"
+    bars([D1], ("AAPL", "MSFT", "S00", "S01", "S02", "S03")).write_parquet(path)
+    with pytest.raises(DataSourceError) as info:
+        FilesSource(path, symbols=["APPL"]).load()
+    message = str(info.value)
+    assert_has(
+        message,
+        f"data.symbols ['APPL'] not found in {path} (found 6 symbols: e.g. AAPL, MSFT, S00, "
+        "S01, S02, …)",
+        "did you mean: APPL → AAPL?",
+    )
+
+
+def test_symbol_absent_from_the_window_but_in_a_file_is_not_an_error(tmp_path: Path) -> None:
+    bars([D1, D2, D3], ("AAA",)).write_parquet(tmp_path / "a.parquet")
+    bars([D3], ("NEW",)).write_parquet(tmp_path / "listed_later.parquet")
+    bars([D1], ("OLD",)).write_csv(tmp_path / "delisted.csv")
+    source = FilesSource(tmp_path, symbols=["AAA", "NEW", "OLD"])
+    assert source.load(start=D2, end=D2)["symbol"].to_list() == ["AAA"]
+    assert source.load(start=D3, end=D3)["symbol"].to_list() == ["AAA", "NEW"]
+    assert source.load(start=D1, end=D1)["symbol"].to_list() == ["AAA", "OLD"]
+
+
+def test_unknown_symbol_check_reads_non_string_symbol_columns(tmp_path: Path) -> None:
+    frame = bars([D1], ("AAA", "BBB")).with_columns(pl.col("symbol").cast(pl.Categorical))
+    frame.write_parquet(tmp_path / "cat.parquet")
+    assert FilesSource(tmp_path, symbols=["BBB"]).load()["symbol"].to_list() == ["BBB"]
+    with pytest.raises(
+        DataSourceError, match=r"\[.CCC.\] not found .*\(found 2 symbols: AAA, BBB\)"
+    ):
+        FilesSource(tmp_path, symbols=["BBB", "CCC"]).load()
