@@ -9,7 +9,7 @@ from resources.settings import SettingsResource
 from trademl.backtest import BacktestParams, performance_metrics
 from trademl.backtest.plots import drawdown_png, equity_png, rolling_ic_png, turnover_png
 from trademl.backtest.report import session_report, write_report
-from trademl.backtest.trailing import trailing_backtest, trials_behind
+from trademl.backtest.trailing import backtest_window, trailing_backtest, trials_behind
 from trademl.config import Settings
 from trademl.costs import CostModel, trade_costs
 from trademl.portfolio import PortfolioParams, forecast_vol
@@ -151,13 +151,10 @@ def backtest(
     b = bars.select("date", "symbol", "open", "close").collect()
     risk = weights.select("date", "symbol", "sigma", "adv")
     parts, last = [], None
-    bar_dates = b.get_column("date").unique().sort()
-    first = weights.get_column("date").min() if weights.height else None
+    bar_dates = b.get_column("date").unique().to_list()
     for session in sessions_of(context.partition_keys):
-        # the window is the lookback the mapping loaded (the last W sessions ≤ d), from the
-        # first session with target weights on
-        known = bar_dates.filter((bar_dates <= session) & (bar_dates >= (first or session)))
-        window = known.tail(s.backtest.sessions).to_list() or [session]
+        # the lookback the mapping loaded (the last W sessions ≤ d), from the first position
+        window = backtest_window(weights, bar_dates, session, s.backtest.sessions)
         sources = weights.filter(pl.col("date").is_between(window[0], window[-1]))["source"]
         n_trials = trials_behind(sources.unique().to_list(), trials)
         last = trailing_backtest(
@@ -260,6 +257,7 @@ def daily_report(
         if sources
         else {},
         qc_status=qc_status,
+        book_capital=capital,
         qc_reasons=qc_reasons,
     )
     dates = bt.get_column("session").to_list()

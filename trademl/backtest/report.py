@@ -40,6 +40,7 @@ def session_report(
     qc_status: str,
     qc_reasons: str = "",
     top_n: int = 10,
+    book_capital: float | None = None,
 ) -> dict[str, Any]:
     """One session's report as a dict.
 
@@ -52,16 +53,25 @@ def session_report(
         today's (None when unknown).
     backtest_metrics
         `performance_metrics` of the trailing backtest ending at the session.
+    book_capital
+        The model book's capital the trades were sized with (the report's costs are the
+        model book's move from yesterday's targets, not the broker account's orders).
     """
     w = weights.filter(pl.col("weight") != 0).sort("weight", descending=True)
     pick = ["symbol", "weight", "score"]
     longs = w.filter(pl.col("weight") > 0).head(top_n).select(pick)
     shorts = w.filter(pl.col("weight") < 0).sort("weight").head(top_n).select(pick)
-    costs: dict[str, Any] = {"total": None, "bps_of_traded": None, "traded_notional": None}
+    costs: dict[str, Any] = {
+        "total": None,
+        "bps_of_traded": None,
+        "traded_notional": None,
+        "book_capital": _num(book_capital) if book_capital is not None else None,
+    }
     if trade_costs is not None and trade_costs.height:
         traded = float(trade_costs.get_column("notional").abs().sum())
         total = float(trade_costs.get_column("total").sum())
         costs = {
+            **costs,
             "total": _num(total),
             "bps_of_traded": _num(total / traded * 1e4) if traded > 0 else None,
             "traded_notional": _num(traded),
@@ -105,6 +115,16 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return str(v)
 
 
+def _money(v: Any) -> str:
+    return "n/a" if v is None else f"${v:,.2f}"
+
+
+def _book(costs: Mapping[str, Any]) -> str:
+    """Which book the costs are of: the model book (capital × yesterday's → today's targets)."""
+    cap = costs.get("book_capital")
+    return f" (a {_money(cap)} book, from the previous session's targets)" if cap else ""
+
+
 def report_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown: headline numbers, picks, costs, backtest, models, QC."""
     pos, risk, costs, bt = (
@@ -125,8 +145,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"| longs / shorts | {pos['long']} / {pos['short']} |",
         f"| gross / net | {_fmt(pos['gross'], True)} / {_fmt(pos['net'], True)} |",
         f"| forecast annual vol | {_fmt(risk['forecast_annual_vol'], True)} |",
-        f"| expected cost | {_fmt(costs['total'])} ({_fmt(costs['bps_of_traded'])} bps of "
-        f"{_fmt(costs['traded_notional'])} traded) |",
+        f"| expected cost of the model book's trades{_book(costs)} | {_money(costs['total'])} "
+        f"({_fmt(costs['bps_of_traded'])} bps of {_money(costs['traded_notional'])} traded) |",
         "",
     ]
     for title, rows in (("Top longs", report["top_longs"]), ("Top shorts", report["top_shorts"])):

@@ -21,7 +21,7 @@ from trademl.backtest.metrics import performance_metrics
 from trademl.costs import CostModel
 from trademl.validation.metrics import ic_by_session
 
-__all__ = ["TrailingBacktest", "trailing_backtest", "trials_behind"]
+__all__ = ["TrailingBacktest", "backtest_window", "trailing_backtest", "trials_behind"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,22 @@ class TrailingBacktest:
 
     frame: pl.DataFrame
     metrics: dict[str, float]
+
+
+def backtest_window(
+    weights: pl.DataFrame, bar_dates: Sequence[dt.date], session: dt.date, n: int
+) -> list[dt.date]:
+    """The last `n` bar sessions ≤ `session`, from the first one that held a position.
+
+    Sessions before any position (e.g. a fallback feature's warm-up) would count as flat
+    days in Sharpe, CAGR and n_sessions; a session with no position yet gets [session].
+    """
+    held = weights.filter((pl.col("weight") != 0) & (pl.col("date") <= session))
+    if held.height == 0:
+        return [session]
+    first = held.get_column("date").min()
+    window = sorted(d for d in set(bar_dates) if first <= d <= session)
+    return window[-n:] or [session]
 
 
 def trials_behind(sources: Iterable[str], trials: Mapping[str, int]) -> int:

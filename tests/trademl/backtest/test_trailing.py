@@ -11,7 +11,7 @@ import pytest
 
 from trademl.backtest import BacktestParams, performance_metrics
 from trademl.backtest.report import report_markdown, session_report, write_report
-from trademl.backtest.trailing import trailing_backtest, trials_behind
+from trademl.backtest.trailing import backtest_window, trailing_backtest, trials_behind
 from trademl.costs import CostModel
 
 T, N = 30, 6
@@ -94,6 +94,7 @@ def test_report_files(tmp_path) -> None:
         forecast_vol=0.1,
         model_versions={"equities_xs": "4"},
         qc_status="GREEN",
+        book_capital=100_000.0,
     )
     assert rep["positions"] == {"long": 1, "short": 1, "gross": 0.1, "net": 0.0}
     assert rep["expected_costs"]["total"] == 5.0
@@ -103,6 +104,11 @@ def test_report_files(tmp_path) -> None:
     assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(rep, sort_keys=True))
     assert paths["md"].read_text() == report_markdown(rep)
     assert "| A | 5.00% |" in paths["md"].read_text()
+    # the costs say whose trades they are, in dollars
+    assert (
+        "| expected cost of the model book's trades (a $100,000.00 book, from the previous "
+        "session's targets) | $5.00 (5 bps of $10,000.00 traded) |" in paths["md"].read_text()
+    )
     assert paths["equity"].name == "equities_2024-01-30_equity.png"
 
 
@@ -122,3 +128,18 @@ def test_dsr_of_a_searched_signal_is_deflated_below_its_psr() -> None:
     one, many = performance_metrics(r), performance_metrics(r, n_trials=20)
     assert one["dsr"] == one["psr"]
     assert many["psr"] == one["psr"] and many["dsr"] < one["dsr"] - 0.05
+
+
+def test_backtest_window_starts_at_the_first_position() -> None:
+    days = SESSIONS[:10]
+    w = pl.DataFrame(
+        {
+            "date": [d for d in days for _ in range(2)],
+            "symbol": ["A", "B"] * 10,
+            "weight": [0.0, 0.0] * 4 + [0.1, -0.1] * 6,  # flat for 4 sessions (a warm-up)
+        }
+    )
+    assert backtest_window(w, days, days[9], 252) == days[4:10]
+    assert backtest_window(w, days, days[9], 3) == days[7:10]
+    assert backtest_window(w, days, days[6], 252) == days[4:7]  # never a session after d
+    assert backtest_window(w, days, days[2], 252) == [days[2]]  # nothing held yet
