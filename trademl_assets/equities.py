@@ -102,7 +102,13 @@ def equities_xs_model(
                 {"kind": snap.kind, "as_of": as_of, "n_trials": snap.hpo.n_trials, **snap.params}
             )
             run.log_metrics({k: float(snap.metrics[k]) for k in SCALARS})
-            run.log_metrics({"n_rows": snap.n_rows, "n_trials": snap.hpo.n_trials})
+            run.log_metrics(
+                {
+                    "n_rows": snap.n_rows,
+                    "n_trials": snap.hpo.n_trials,
+                    "hpo_best_rank_ic": float(snap.metrics["hpo_best_rank_ic"]),
+                }
+            )
             run.log_metrics(
                 {k: float(snap.metrics[k]) for k in REGIME_SCALARS if k in snap.metrics}
             )

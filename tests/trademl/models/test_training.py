@@ -19,7 +19,13 @@ from trademl.models.equities.dataset import AlphaDataset, build_dataset
 from trademl.models.equities.estimators import LGBMAlpha
 from trademl.models.equities.promotion import PromotionPolicy, decide
 from trademl.models.equities.regimes import REGIME_FEATURE
-from trademl.models.equities.train import cross_validate, governance, run_hpo, training_target
+from trademl.models.equities.train import (
+    cross_validate,
+    governance,
+    nested_selection,
+    run_hpo,
+    training_target,
+)
 from trademl.models.equities.weights import time_decay_weights
 from trademl.validation.cpcv import CombinatorialPurgedCV
 from trademl.validation.metrics import ic_by_session, ic_summary
@@ -89,7 +95,7 @@ def test_noise_has_no_oos_signal_and_promotion_refuses():
     ds, _ = _dataset("noise", 0.0, seed=6)
     hpo, gov = _train(ds)
     # the standard error of the mean rank IC over non-overlapping sessions
-    oof = hpo.best_cv.mean_prediction
+    oof = hpo.nested_cv.mean_prediction  # the paths the gate read
     keep = np.isin(ds.session, np.unique(ds.session)[::5])
     per = ic_by_session(oof[keep], ds.y[keep], ds.session[keep])
     summ = ic_summary(per)
@@ -106,6 +112,8 @@ def test_training_is_deterministic(mode):
     b, _ = _train(ds, n_trials=1)
     assert a.best_params == b.best_params
     assert np.array_equal(a.best_cv.oof, b.best_cv.oof)
+    # with one configuration there is nothing to select: the nested paths are its own
+    assert np.array_equal(a.nested_cv.oof, a.best_cv.oof)
 
 
 def test_triple_barrier_classifier_finds_the_signal_and_is_calibrated():
@@ -120,7 +128,7 @@ def test_triple_barrier_classifier_finds_the_signal_and_is_calibrated():
         objective="classification",
     )  # fmt: skip
     gov = governance(ds, hpo, horizon=5, spread_bps=5.0, objective="classification")
-    prob = hpo.best_cv.mean_prediction
+    prob = hpo.nested_cv.mean_prediction
     assert ((prob >= 0) & (prob <= 1)).all()
     assert gov["oos_rank_ic"] > 0.3 * truth["realized_rank_ic"]
     assert gov["brier"] < 0.25  # better than a coin flip
@@ -243,3 +251,27 @@ def test_cross_validate_scores_lightgbm_folds_with_the_exact_scorer(monkeypatch)
     # per split: a 256-row agreement check, then the whole test fold
     assert len(rows_scored) == 2 * cv.get_n_splits()
     assert sum(rows_scored[1::2]) == len(ds) * cv.n_paths  # each group is tested n_paths times
+
+
+def test_nested_selection_never_reads_the_test_span_it_chooses_for():
+    """Hand-worked: trial 0 shines on sessions 0–1 only, trial 1 on 2–3 only. The split that
+    tests 0–1 must choose by sessions 2–3 (→ trial 1), and vice versa, so the nested paths
+    earn nothing although the best single trial has a mean rank IC of 0.45."""
+    ics = np.array([[0.9, 0.9, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]])
+    splits = [np.array([0, 1]), np.array([2, 3])]
+    assert nested_selection(ics, splits).tolist() == [1, 0]
+    # NaN sessions are skipped; a trial with nothing outside the span is never preferred
+    ics_nan = np.array([[np.nan, np.nan, 0.1, 0.1], [np.nan, np.nan, np.nan, np.nan]])
+    assert nested_selection(ics_nan, [np.array([0, 1])]).tolist() == [0]
+    # ties go to the earlier trial (deterministic)
+    assert nested_selection(np.zeros((3, 4)), splits).tolist() == [0, 0]
+
+
+def test_gate_metrics_come_from_the_nested_paths():
+    ds, _ = _dataset("noise", 0.0, seed=6)
+    hpo, gov = _train(ds, n_trials=3)
+    assert hpo.split_choice is not None and len(hpo.split_choice) == 15  # C(6, 2) splits
+    assert hpo.nested_cv.oof.shape == hpo.best_cv.oof.shape
+    ic = ic_summary(ic_by_session(hpo.nested_cv.oof[0], ds.y, ds.session))["rank_ic_mean"]
+    assert gov["rank_ic_by_path"][0] == pytest.approx(ic, abs=1e-12)
+    assert gov["hpo_best_rank_ic"] == hpo.best_value == max(t["rank_ic"] for t in hpo.trials)

@@ -112,11 +112,12 @@ def train_snapshot(
     model = make_estimator(cfg.model, hpo.best_params).fit(
         store.transform(ds.frame), training_target(ds, cfg.objective), sample_weight=weights
     )
-    assert hpo.best_cv is not None
-    oof_mean = hpo.best_cv.mean_prediction
+    assert hpo.nested_cv is not None  # the out-of-sample paths the gate judged
+    paths = hpo.nested_cv.oof
+    oof_mean = hpo.nested_cv.mean_prediction
     oof = ds.frame.select("date", "symbol", "t1", "y").with_columns(
         pl.Series("oof", oof_mean),
-        *[pl.Series(f"oof_path_{p}", hpo.best_cv.oof[p]) for p in range(hpo.best_cv.oof.shape[0])],
+        *[pl.Series(f"oof_path_{p}", paths[p]) for p in range(paths.shape[0])],
     )
     per_session_ic = ic_by_session(oof_mean, ds.y, ds.session)
     if REGIME_FEATURE in ds.frame.columns:  # is the alpha still there when markets are stressed?

@@ -2,6 +2,10 @@
 
 Everything fit on data (scalers, model, hyperparameters) is fit on training folds only
 (honesty rule 5); the number of configurations tried is kept so DSR and PBO can deflate.
+Hyperparameters are chosen on CPCV results, so the gate does not read the chosen trial's own
+test folds: for each split, the configuration is picked by its out-of-fold rank IC on the
+OTHER groups, and that pick's predictions for the split's test groups form the reported
+out-of-sample paths (`nested_selection`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class CVResult:
     oof: np.ndarray  # [n_paths, n_samples]
     fit_seconds: float
     total_seconds: float
+    split_preds: tuple[np.ndarray, ...] = ()  # per split, its test rows' predictions
+    split_tests: tuple[np.ndarray, ...] = ()  # per split, its test row indices
 
     @property
     def mean_prediction(self) -> np.ndarray:
@@ -121,7 +127,9 @@ def cross_validate(
             buffers[slot] = np.empty((rows.size, len(names)))
         return data.transform(store, rows, out=buffers[slot][: rows.size])
 
+    tests: list[np.ndarray] = []
     for train, test in cv.split(ds.session, ds.t1):
+        tests.append(test)
         store = data.fit(train)
         w = time_decay_weights(dates[train], half_life_months=half_life_months)
         x_train = scaled(store, train, "train")
@@ -130,7 +138,13 @@ def cross_validate(
         fit_s += time.perf_counter() - f0
         preds.append(_predict_fold(model, scaled(store, test, "test")))
     oof = cv.assemble_paths(ds.session, ds.t1, preds)
-    return CVResult(oof=oof, fit_seconds=fit_s, total_seconds=time.perf_counter() - t0)
+    return CVResult(
+        oof=oof,
+        fit_seconds=fit_s,
+        total_seconds=time.perf_counter() - t0,
+        split_preds=tuple(preds),
+        split_tests=tuple(tests),
+    )
 
 
 def _predict_fold(model: Any, x: np.ndarray, n_check: int = 256) -> np.ndarray:
@@ -183,9 +197,37 @@ def path_metrics(
     }
 
 
+def nested_selection(
+    trial_session_ic: np.ndarray, split_test_sessions: list[np.ndarray]
+) -> np.ndarray:
+    """Per split, the trial with the best mean rank IC on the sessions OUTSIDE its test span.
+
+    Parameters
+    ----------
+    trial_session_ic : [n_trials, n_sessions] per-session out-of-fold rank IC of each trial
+        (NaN where a session has none).
+    split_test_sessions : per split, the session codes (column indices) of its test rows.
+
+    Returns the chosen trial per split (ties → the earlier trial; all-NaN → trial 0). The
+    test span's own outcomes never enter its choice, so its predictions stay out of sample
+    for the selection too.
+    """
+    ics = np.asarray(trial_session_ic, dtype=float)
+    choice = np.zeros(len(split_test_sessions), dtype=np.intp)
+    for j, test in enumerate(split_test_sessions):
+        keep = np.ones(ics.shape[1], dtype=bool)
+        keep[np.asarray(test, dtype=np.intp)] = False
+        vals = np.where(keep & np.isfinite(ics), ics, 0.0).sum(axis=1)
+        counts = (keep & np.isfinite(ics)).sum(axis=1)
+        score = np.where(counts > 0, vals / np.maximum(counts, 1), -np.inf)
+        choice[j] = int(np.argmax(score))
+    return choice
+
+
 @dataclass
 class HPOResult:
-    """Every configuration tried (for DSR/PBO) and the best one by mean CPCV rank IC."""
+    """Every configuration tried (for DSR/PBO), the best one by mean CPCV rank IC (the model
+    to ship), and the nested out-of-sample paths the gate reads (`nested_cv`)."""
 
     kind: str
     trials: list[dict[str, Any]] = field(default_factory=list)
@@ -193,6 +235,10 @@ class HPOResult:
     best_value: float = float("nan")
     best_cv: CVResult | None = None
     trial_returns: list[np.ndarray] = field(default_factory=list)
+    trial_session_ic: list[np.ndarray] = field(default_factory=list)
+    trial_split_preds: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    nested_cv: CVResult | None = None
+    split_choice: np.ndarray | None = None
 
     @property
     def n_trials(self) -> int:
@@ -218,6 +264,8 @@ def run_hpo(
     grid = grid if grid is not None else GRIDS[kind]
     out = HPOResult(kind=kind)
     base = dict(base_params or {})
+    _, codes = np.unique(ds.session, return_inverse=True)
+    n_sessions = int(codes.max()) + 1 if codes.size else 0
 
     def trial_value(trial: optuna.Trial) -> float:
         params = {**base, **{k: trial.suggest_categorical(k, v) for k, v in grid.items()}}
@@ -231,6 +279,11 @@ def run_hpo(
         m = path_metrics(ds, res.oof, horizon=horizon, spread_bps=spread_bps)
         value = m["rank_ic"]
         out.trials.append({"number": trial.number, "params": params, "rank_ic": value})
+        per = ic_by_session(res.mean_prediction, ds.y, codes)
+        session_ic = np.full(n_sessions, np.nan)
+        session_ic[per.get_column("session").to_numpy()] = per.get_column("rank_ic").to_numpy()
+        out.trial_session_ic.append(session_ic)
+        out.trial_split_preds.append(res.split_preds)
         out.trial_returns.append(np.mean(np.vstack(m["returns_by_path"]), axis=0))
         if not math.isfinite(out.best_value) or value > out.best_value:
             out.best_value, out.best_params, out.best_cv = value, params, res
@@ -241,6 +294,17 @@ def run_hpo(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(trial_value, n_trials=n_trials)
+    assert out.best_cv is not None
+    tests = out.best_cv.split_tests
+    out.split_choice = nested_selection(np.vstack(out.trial_session_ic), [codes[t] for t in tests])
+    picked = [out.trial_split_preds[k][j] for j, k in enumerate(out.split_choice)]
+    out.nested_cv = CVResult(
+        oof=cv.assemble_paths(ds.session, ds.t1, picked),
+        fit_seconds=0.0,
+        total_seconds=0.0,
+        split_tests=tests,
+    )
+    out.trial_split_preds = []  # the per-split predictions are no longer needed
     return out
 
 
@@ -254,8 +318,8 @@ def governance(
     objective: str = "regression",
 ) -> dict[str, Any]:
     """Metrics the promotion gate reads; NaN where the data cannot support a number."""
-    assert hpo.best_cv is not None
-    m = path_metrics(ds, hpo.best_cv.oof, horizon=horizon, spread_bps=spread_bps)
+    assert hpo.nested_cv is not None
+    m = path_metrics(ds, hpo.nested_cv.oof, horizon=horizon, spread_bps=spread_bps)
     # the median path's returns are the representative backtest for PSR/DSR
     order = np.argsort(m["sharpe_by_path"])
     r = m["returns_by_path"][order[len(order) // 2]]
@@ -284,7 +348,7 @@ def governance(
     )
     calibration: dict[str, Any] = {}
     if objective == "classification":
-        prob, outcome = hpo.best_cv.mean_prediction, ds.y_class
+        prob, outcome = hpo.nested_cv.mean_prediction, ds.y_class
         calibration = {
             "brier": brier_score(prob, outcome),
             "reliability": reliability_bins(prob, outcome, n_bins=10),
@@ -300,6 +364,7 @@ def governance(
         "dsr": deflated,
         "pbo": pbo_value,
         "n_trials": hpo.n_trials,
+        "hpo_best_rank_ic": hpo.best_value,  # the chosen trial's own CPCV IC (selection-biased)
         "baseline_rank_ic": base_ic,
         "baseline_feature": baseline_feature,
     }
