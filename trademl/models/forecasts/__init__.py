@@ -11,8 +11,9 @@ imports neuralforecast/torch (5–10 s); the modules that train import it on use
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from trademl.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from trademl.models.forecasts.blend import ensemble, ensemble_weights
@@ -62,13 +63,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines `name` on first access (PEP 562)."""
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
