@@ -205,7 +205,12 @@ def _qc_for(lake_store: LakeResource, session: str) -> tuple[str, str]:
     backfill_policy=PER_SESSION,
     group_name="portfolio",
     io_manager_key="lake",
-    ins={"target_weights": dg.AssetIn(partition_mapping=PREVIOUS_SESSION)},
+    ins={
+        # the previous session's book may not exist (the first report): trades start from flat
+        "target_weights": dg.AssetIn(
+            partition_mapping=PREVIOUS_SESSION, metadata={MISSING_OK: True}
+        )
+    },
     metadata={"partition_column": "date"},
     kinds={"mlflow"},
 )
@@ -224,6 +229,11 @@ def daily_report(
     session = sessions_of([context.partition_key])[0]
     w = target_weights.collect()
     today = w.filter(pl.col("date") == session)
+    if today.height == 0:
+        raise dg.Failure(
+            description=f"daily_report {session}: target_weights for {session} are not written; "
+            "materialize target_weights for it first"
+        )
     before = w.filter(pl.col("date") < session).select("symbol", pl.col("weight").alias("prev"))
     capital = s.backtest.initial_capital
     px = bars.select("symbol", "close")

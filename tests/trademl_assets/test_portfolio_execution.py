@@ -188,3 +188,29 @@ def test_alpaca_paper_end_to_end_exactly_once_and_the_key_never_leaks(
         if path.is_file():
             blob += path.read_bytes().decode("latin-1")
     assert KEY_ID not in blob and SECRET not in blob
+
+
+def test_the_first_report_trades_from_a_flat_book(env: Env) -> None:
+    """The earliest session with target weights has no previous book: the report prices the
+    trades from flat (gross of the book), and a session without weights fails and says so."""
+    first = KEYS[-BACKTEST_WINDOW]
+    assert env.run([first], ["backtest", "daily_report"]).success
+    report = json.loads((env.reports / f"equities_{first}.json").read_text())
+    gross = report["positions"]["gross"]
+    traded = report["expected_costs"]["traded_notional"]
+    assert traded == pytest.approx(gross * SETTINGS.backtest.initial_capital, rel=1e-9)
+    # a session with neither its own nor a previous book fails and names the input
+    before = KEYS[-BACKTEST_WINDOW - 1]
+    env.lake.write_partitions(
+        "backtest",
+        env.lake.scan("backtest", [first])
+        .collect()
+        .with_columns(pl.lit(before).str.to_date().alias("date")),
+        [before],
+        "date",
+    )
+    r = env.run([before], ["daily_report"])
+    assert not r.success
+    (failure,) = [e for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.step_failure_data.error
+    assert "target_weights" in str(error.cause) and "is written" in str(error.cause)
