@@ -1,35 +1,80 @@
 """Named point-in-time feature definitions: a new feature is one `FeatureDef` entry.
 
 Every definition is a polars expression evaluated on the (symbol × session) grid,
-sorted by symbol then date, where a missing bar is a null row. Time-series
-expressions only look backwards (`shift(k ≥ 0)`, trailing rolling windows), so a
-feature for session d uses only bars dated ≤ d. `lookback` is how many sessions
-of history (including d) the expression reads, which sizes the partition window.
+sorted by symbol then date, where a missing bar is a null row. Its columns: `symbol`
+(sorted integer codes), `date`, `t` (the session's index in the grid), `has_bar`,
+`close`, `volume`, `close_ff`, `ret_1`, `gap`, `dollar_volume` and `mkt_ret`.
+Time-series expressions only look backwards (`_lag(e, k ≥ 0)`, trailing rolling windows
+under `_sym`), so a feature for session d uses only bars dated ≤ d. `lookback` is how
+many sessions of history (including d) the expression reads, which sizes the partition
+window. A `scope="session"` feature reads only per-session columns (`date`, `t`,
+`mkt_ret`): it is evaluated once on the session frame and broadcast to every symbol.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
 ANNUAL = math.sqrt(252.0)
+WINDOW_PREFIX = "__window_"
+_HOISTED: contextvars.ContextVar[list[pl.Expr] | None] = contextvars.ContextVar(
+    "hoisted_windows", default=None
+)
 
 
 @dataclass(frozen=True)
 class FeatureDef:
-    """One feature: its name, its expression and how much history it reads."""
+    """One feature: its name, its expression, how much history it reads, and its scope:
+    `symbol` (evaluated on the grid) or `session` (once per session, the same for all)."""
 
     name: str
     expr: Callable[[], pl.Expr]
     lookback: int
     description: str
+    scope: Literal["symbol", "session"] = "symbol"
 
 
 def _sym(e: pl.Expr) -> pl.Expr:
-    return e.over("symbol")
+    """A window (rolling) expression evaluated per symbol; keep only the window inside.
+
+    Inside `hoisted_windows()` the window is recorded once (equal windows share an entry)
+    and stands for a column the builder computes, all windows in one pass.
+    """
+    table = _HOISTED.get()
+    if table is None:
+        return e.over("symbol")
+    i = next((i for i, w in enumerate(table) if w.meta.eq(e)), None)
+    if i is None:
+        table.append(e)
+        i = len(table) - 1
+    return pl.col(f"{WINDOW_PREFIX}{i}")
+
+
+@contextlib.contextmanager
+def hoisted_windows() -> Iterator[list[pl.Expr]]:
+    """While open, `FeatureDef.expr()` refers to `__window_<i>` columns for its per-symbol
+    windows; the yielded list holds window i's expression (to evaluate `over("symbol")`)."""
+    table: list[pl.Expr] = []
+    token = _HOISTED.set(table)
+    try:
+        yield table
+    finally:
+        _HOISTED.reset(token)
+
+
+def _lag(e: pl.Expr, k: int) -> pl.Expr:
+    """`e` k sessions earlier within the symbol: a flat shift, null in each symbol's first k.
+
+    Exact without a group-by because every symbol holds one row per session (same `t`s).
+    """
+    return pl.when(pl.col("t") >= k).then(e.shift(k))
 
 
 def _cf() -> pl.Expr:
@@ -43,7 +88,7 @@ def _min_obs(window: int) -> int:
 def _momentum(k: int) -> FeatureDef:
     return FeatureDef(
         f"mom_{k}",
-        lambda: _sym(_cf() / _cf().shift(k)) - 1.0,
+        lambda: _cf() / _lag(_cf(), k) - 1.0,
         k + 1,
         f"{k}-session price momentum: close / close {k} sessions ago − 1",
     )
@@ -98,12 +143,24 @@ REGISTRY: tuple[FeatureDef, ...] = (
     _momentum(126),
     FeatureDef(
         "mom_12_1",
-        lambda: _sym(_cf().shift(21) / _cf().shift(252)) - 1.0,
+        lambda: _lag(_cf(), 21) / _lag(_cf(), 252) - 1.0,
         253,
         "12-1 momentum: return from 252 to 21 sessions ago (skips the last month)",
     ),
-    FeatureDef("dow_sin", _dow(lambda a: a.sin()), 1, "day of week on the unit circle (sin)"),
-    FeatureDef("dow_cos", _dow(lambda a: a.cos()), 1, "day of week on the unit circle (cos)"),
+    FeatureDef(
+        "dow_sin",
+        _dow(lambda a: a.sin()),
+        1,
+        "day of week on the unit circle (sin)",
+        scope="session",
+    ),
+    FeatureDef(
+        "dow_cos",
+        _dow(lambda a: a.cos()),
+        1,
+        "day of week on the unit circle (cos)",
+        scope="session",
+    ),
     FeatureDef("close_z_20", lambda: _close_z(20), 20, "z-score of close in its 20-session window"),
     _rvol(20),
     _rvol(60),
@@ -136,9 +193,10 @@ REGISTRY: tuple[FeatureDef, ...] = (
     FeatureDef("beta_60", lambda: _beta(60), 61, "60-session beta to the equal-weight market"),
     FeatureDef(
         "mkt_rvol_20",
-        lambda: _sym(pl.col("mkt_ret").rolling_std(20, min_samples=_min_obs(20))) * ANNUAL,
+        lambda: pl.col("mkt_ret").rolling_std(20, min_samples=_min_obs(20)) * ANNUAL,
         21,
         "market regime: annualized 20-session realized vol of the equal-weight market",
+        scope="session",
     ),
 )
 
