@@ -34,6 +34,7 @@ class MarketDataResource(dg.ConfigurableResource):
     alpha_mode: Literal["planted", "noise"] = "planted"
     alpha_horizon: int = 5
     target_ic: float = 0.05
+    reversal_ic: float = 0.0
     missing_bar_rate: float = 0.002
     exchange: str = "XNYS"
 
@@ -50,6 +51,7 @@ class MarketDataResource(dg.ConfigurableResource):
             alpha_mode=d.alpha.mode,
             alpha_horizon=d.alpha.horizon,
             target_ic=d.alpha.target_ic,
+            reversal_ic=d.alpha.reversal_ic,
             missing_bar_rate=d.missing_bar_rate,
             exchange=s.calendar.exchange,
         )
@@ -63,7 +65,10 @@ class MarketDataResource(dg.ConfigurableResource):
             seed=self.seed,
             missing_bar_rate=self.missing_bar_rate,
             alpha=AlphaConfig(
-                mode=self.alpha_mode, horizon=self.alpha_horizon, target_ic=self.target_ic
+                mode=self.alpha_mode,
+                horizon=self.alpha_horizon,
+                target_ic=self.target_ic,
+                reversal_ic=self.reversal_ic,
             ),
         )
 

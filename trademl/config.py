@@ -36,6 +36,8 @@ class AlphaConfig(_Strict):
     feature: Literal["mom_20"] = "mom_20"
     horizon: int = Field(5, ge=1, le=60)
     target_ic: float = Field(0.05, ge=0.0, le=0.5)
+    #: A second planted signal: short-term reversal (the last 5 sessions' losers earn more).
+    reversal_ic: float = Field(0.0, ge=0.0, le=0.5)
 
 
 class DataConfig(_Strict):
@@ -144,12 +146,18 @@ class PromotionConfig(_Strict):
     max_pbo: float = 0.05
     ic_margin_vs_champion: float = 0.0
     ic_margin_vs_baseline: float = 0.005
+    #: Sessions a challenger must have traded in the shadow before it may be promoted.
+    min_shadow_sessions: int = Field(0, ge=0)
 
 
 class EquitiesConfig(_Strict):
-    """The cross-sectional alpha sleeve: CPCV training, HPO budget, retraining."""
+    """The CPCV alpha sleeves (one per model kind) and the split layout every CPCV sleeve
+    shares: training window, label, groups, embargo, HPO budget, retraining."""
 
-    model: Literal["lgbm", "catboost"] = "lgbm"
+    #: One sleeve per kind (`equities_lgbm`, `equities_catboost`), trained when listed.
+    models: list[Literal["lgbm", "catboost"]] = ["lgbm", "catboost"]
+    #: The feature columns a kind's sleeve sees (a kind not listed sees every feature).
+    features: dict[Literal["lgbm", "catboost"], list[str]] = {}
     label: str = "fwd_ret_5"
     objective: Literal["regression", "classification"] = "regression"
     class_label: str = "tb_label"
@@ -168,6 +176,83 @@ class EquitiesConfig(_Strict):
     live_ic_window: int = Field(60, ge=5)
     live_ic_floor: float = 0.0
     promotion: PromotionConfig = PromotionConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_model(cls, data: object) -> object:
+        if isinstance(data, dict) and "model" in data:
+            raise ValueError(
+                "equities.model was replaced by equities.models, a list of the sleeves to "
+                f"train (e.g. models: [{data['model']}] or [lgbm, catboost])"
+            )
+        return data
+
+    @field_validator("models")
+    @classmethod
+    def _models_unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("equities.models lists a model twice")
+        return v
+
+
+class LinearConfig(_Strict):
+    """The regularized linear sleeve on the same features and CPCV layout as equities."""
+
+    enabled: bool = True
+    #: The feature columns it sees (null: every feature).
+    features: list[str] | None = None
+    #: Penalties searched (each once; all recorded for DSR/PBO); l1_ratio 0 is ridge.
+    alphas: list[float] = [0.001, 0.01, 0.1, 1.0, 10.0]
+    l1_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    clip: float = Field(5.0, gt=0.0)
+    promotion: PromotionConfig = PromotionConfig()
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas_ok(cls, v: list[float]) -> list[float]:
+        if not v or min(v) < 0 or len(set(v)) != len(v):
+            raise ValueError("linear.alphas must be distinct non-negative penalties")
+        return v
+
+
+class StackerPromotionConfig(_Strict):
+    """The stacker's bars: its median-path OOS rank IC beats the best single sleeve's by a
+    margin; its PBO and DSR are no worse than that sleeve's — or clear `max_pbo` / `min_dsr`,
+    the bars every sleeve clears; and it beats its own champion as of the session."""
+
+    ic_margin_vs_best_sleeve: float = 0.0
+    max_pbo: float = 0.05
+    min_dsr: float = 0.95
+    ic_margin_vs_champion: float = 0.0
+    min_shadow_sessions: int = Field(0, ge=0)
+
+
+class StackerConfig(_Strict):
+    """The meta-model over the alpha sleeves' out-of-fold predictions."""
+
+    method: Literal["nnls", "positive_ridge", "lgbm_monotone"] = "nnls"
+    #: Alpha sleeves it may combine (those whose snapshot as of the session passed its gate).
+    sleeves: list[str] = ["equities_lgbm", "equities_catboost", "linear", "forecasts"]
+    ridge_alpha: float = Field(0.1, ge=0.0)
+    lgbm_trees: int = Field(50, ge=1)
+    promotion: StackerPromotionConfig = StackerPromotionConfig()
+
+
+class RouterConfig(_Strict):
+    """How `alpha_scores` serves a session: the stacker champion when every sleeve it needs
+    scored; else a promoted stacker on the sleeves present; else `fallback_weights` over the
+    sleeves present (missing or empty: equal weights); with no sleeve champion at all, the
+    fit-free `portfolio.fallback_feature`."""
+
+    stacker_enabled: bool = True
+    fallback_weights: dict[str, float] = {}
+
+    @field_validator("fallback_weights")
+    @classmethod
+    def _weights_ok(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()):
+            raise ValueError("router.fallback_weights must be non-negative")
+        return v
 
 
 class PortfolioConfig(_Strict):
@@ -232,6 +317,15 @@ class EnsembleConfig(_Strict):
     w_patchtst_stressed: float = Field(0.3, ge=0.0, le=1.0)
 
 
+class ForecastPromotionConfig(_Strict):
+    """Bars of a new forecaster on the realized OOS signals (NaN fails closed)."""
+
+    min_oos_rank_ic: float = 0.0
+    min_oos_rank_ic_t: float = 2.0
+    ic_margin_vs_champion: float = 0.0
+    min_shadow_sessions: int = Field(0, ge=0)
+
+
 class ForecastsConfig(_Strict):
     """NeuralForecast OOS signals ("rotten apples") and the live forecasters.
 
@@ -256,13 +350,24 @@ class ForecastsConfig(_Strict):
     trend_window: int = Field(20, ge=1)
     seed: int = 1
     ensemble: EnsembleConfig = EnsembleConfig()
-    # promotion bars of a new forecaster on the realized OOS signals (NaN fails closed)
-    min_oos_rank_ic: float = 0.0
-    min_oos_rank_ic_t: float = 2.0
+    promotion: ForecastPromotionConfig = ForecastPromotionConfig()
+
+
+class PolicyPromotionConfig(_Strict):
+    """Bars of a sizing policy: on sessions after its training window, the sized book's net
+    Sharpe beats the unsized book's by `min_sharpe_margin`, the daily improvement has a
+    t-stat ≥ `min_improvement_t`, the sized Sharpe is ≥ `min_sharpe`, and it beats the
+    sizing champion's by `sharpe_margin_vs_champion`."""
+
+    min_sharpe_margin: float = 0.0
+    min_improvement_t: float = 2.0
+    min_sharpe: float = 0.0
+    sharpe_margin_vs_champion: float = 0.0
+    min_shadow_sessions: int = Field(0, ge=0)
 
 
 class PolicyConfig(_Strict):
-    """GRPO sizing policy on the OOS signals; promotion against constant sizing."""
+    """GRPO sizing policy: per-name sizes in [0, 2] of the book's target weights."""
 
     train_sessions: int = Field(504, ge=20)
     test_frac: float = Field(0.2, gt=0.0, lt=1.0)
@@ -278,8 +383,9 @@ class PolicyConfig(_Strict):
     hidden: list[int] = [32, 32]
     patience: int = Field(5, ge=1)
     seed: int = 0
-    min_sharpe_margin: float = 0.0  # OOS Sharpe must beat constant sizing by this much
-    min_sharpe: float = 0.0  # … and be at least this (annualized, net of costs)
+    #: The trend state of a name (a feature column).
+    trend_feature: str = "mom_20"
+    promotion: PolicyPromotionConfig = PolicyPromotionConfig()
 
 
 class MlflowConfig(_Strict):
@@ -307,6 +413,9 @@ class Settings(_Strict):
     features: FeatureConfig = FeatureConfig()
     labels: LabelConfig = LabelConfig()
     equities: EquitiesConfig = EquitiesConfig()
+    linear: LinearConfig = LinearConfig()
+    stacker: StackerConfig = StackerConfig()
+    router: RouterConfig = RouterConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
     costs: CostsConfig = CostsConfig()
     backtest: BacktestConfig = BacktestConfig()

@@ -140,3 +140,11 @@ def refuse_red_sessions(lake: Lake, sessions: Sequence[dt.date], asset: str) -> 
             ),
             allow_retries=False,
         )
+
+
+def qc_for(lake: Lake, session: str) -> tuple[str, str]:
+    """The session's QC verdict as the bars asset recorded it (UNKNOWN when absent)."""
+    if session not in lake.partitions(QC_TABLE):
+        return "UNKNOWN", "no QC verdict recorded for this session"
+    row = lake.scan(QC_TABLE, [session]).collect()
+    return (row.item(0, "status"), row.item(0, "reasons")) if row.height else ("UNKNOWN", "")

@@ -20,10 +20,11 @@ from trademl.execution.orders import (
 )
 from trademl.execution.reconcile import blotter_summary, reconcile_broker, write_blotter
 from trademl.execution.session import feature_drift, slice_plan
-from trademl.execution.tripwires import SessionFacts, TripwireLimits, check_tripwires
+from trademl.execution.tripwires import SessionFacts, check_tripwires
+from trademl.params import tripwire_limits
+from trademl_assets.data import qc_for
 from trademl_assets.metadata import markdown_table
 from trademl_assets.partitions import CALENDAR, DRIFT_LOOKBACK, PER_SESSION, SESSIONS, sessions_of
-from trademl_assets.portfolio import _qc_for
 
 ORDER_COLUMNS = {
     "date": pl.Date,
@@ -46,16 +47,6 @@ def broker_dir(s: Settings) -> str:
     return str(s.home / "broker")
 
 
-def tripwire_limits(s: Settings) -> TripwireLimits:
-    e = s.execution
-    return TripwireLimits(
-        max_turnover=e.max_turnover,
-        max_gross=e.max_gross,
-        max_bar_lag_days=e.max_bar_lag_days,
-        halt_on_yellow=e.halt_on_yellow,
-    )
-
-
 def _session_times(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """The next session's regular hours in UTC, when orders decided at `session` execute."""
     return CALENDAR.hours(CALENDAR.next_session(session))
@@ -72,14 +63,14 @@ def _session_times(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
 )
 def orders(
     context: dg.AssetExecutionContext,
-    target_weights: pl.DataFrame,
+    sized_weights: pl.DataFrame,
     bars: pl.DataFrame,
     features: pl.LazyFrame,
     settings: SettingsResource,
     broker: BrokerResource,
     lake_store: LakeResource,
 ) -> dg.Output[pl.DataFrame]:
-    """Orders that move the broker's positions to the session's target weights.
+    """Orders that move the broker's positions to the session's traded (sized) weights.
 
     Each carries a deterministic client_order_id, so re-running the partition never
     double-submits; any tripwire (RED QC, turnover, gross, stale bars, feature drift)
@@ -92,7 +83,7 @@ def orders(
     positions = brk.positions()
     prices = dict(bars.select("symbol", "close").iter_rows())
     targets = {
-        sym: w for sym, w in target_weights.select("symbol", "weight").iter_rows() if w != 0.0
+        sym: w for sym, w in sized_weights.select("symbol", "weight").iter_rows() if w != 0.0
     }
     e = s.execution
     plan = plan_orders(
@@ -103,7 +94,7 @@ def orders(
         session=session,
         params=PlanParams(lot_size=e.lot_size, min_notional=e.min_notional),
     )
-    qc_status, _ = _qc_for(lake_store, context.partition_key)
+    qc_status, _ = qc_for(lake_store.lake, context.partition_key)
     drift, drift_detail = feature_drift(
         features.collect(), session, threshold=e.max_feature_drift_z
     )
@@ -126,7 +117,7 @@ def orders(
     for reason in halts:
         context.log.warning(f"orders halted: {reason}")
     results = submit_all(brk, plan, halt_reasons=halts)
-    out = _orders_output(session, plan, positions, results, target_weights, s)
+    out = _orders_output(session, plan, positions, results, sized_weights, s)
     summary = results_frame(results).group_by("status").len().sort("status")
     return dg.Output(
         out,
@@ -149,14 +140,14 @@ def _orders_output(
     plan: list[Order],
     positions: dict[str, float],
     results: list,
-    target_weights: pl.DataFrame,
+    weights: pl.DataFrame,
     s: Settings,
 ) -> pl.DataFrame:
     """The plan with each order's submission outcome and its child-slice schedule (JSON)."""
     start, end = _session_times(session)
     risk = {
         r["symbol"]: (r["sigma"], r["adv"])
-        for r in target_weights.select("symbol", "sigma", "adv").iter_rows(named=True)
+        for r in weights.select("symbol", "sigma", "adv").iter_rows(named=True)
     }
     slices = slice_plan(
         plan,

@@ -1,233 +1,235 @@
-"""Policy sleeve: the GRPO sizing policy trained on the rotten apples, and its daily actions."""
+"""Sizing: the GRPO policy (a size in [0, 2] per name of the book, from [alpha score, vol,
+trend]) as a sizing sleeve, and `sized_weights`, the book the backtest, report and orders
+trade — the target weights unchanged (sizer ``identity``) until a sizing champion exists."""
 
 import dataclasses
+import datetime as dt
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from resources.lake import MISSING_OK, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import SettingsResource
 from trademl.config import Settings
-from trademl.provenance import data_fingerprint
-from trademl_assets.metadata import frame_metadata, markdown_table
+from trademl.models.policy.book import apply_sizes, book_frame, book_states, evaluate_sizing
+from trademl.models.policy.promotion import decide
+from trademl.models.sleeve import NotTrainable, Trained
+from trademl.params import backtest_params, cost_model, grpo_params, portfolio_params
+from trademl_assets.history import ModelCache, champion_as_of, champion_history
+from trademl_assets.metadata import frame_metadata
 from trademl_assets.partitions import POLICY_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
-from trademl_assets.sleeves import (
-    ModelCache,
-    champion_as_of,
-    champion_asset,
-    champion_history,
-    gate_result,
-    register_judged,
+from trademl_assets.sleeves import SleeveSpec
+
+POLICY_INS = {
+    name: dg.AssetIn(name, partition_mapping=POLICY_LOOKBACK, metadata={MISSING_OK: True})
+    for name in ("target_weights", "features", "bars")
+}
+ROW_METRICS = (
+    "sharpe_sized",
+    "sharpe_unsized",
+    "improvement_t",
+    "return_sized",
+    "return_unsized",
+    "mean_size",
+    "test_sessions",
 )
-
-MODEL_NAME = "grpo_policy"
-GATE = "policy_gate"
-SCORES = ("sharpe_policy", "sharpe_sign", "sharpe_vol_target", "sharpe_long_1", "mdd_policy")
+#: Fewest sessions of book history a policy trains and is judged on.
+MIN_BOOK_SESSIONS = 30
 
 
-def grpo_params(s: Settings):
-    """GRPO hyperparameters of the settings in force (CUDA on the gpu deployment)."""
-    from trademl.models.policy import GRPOParams
+def train_grpo(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log: Any) -> Trained:
+    """GRPO on the book's history known by `as_of`, judged on its latest sessions (after an
+    embargo of `lag + 1` sessions), sized vs unsized through the backtest engine."""
+    from trademl.models.policy import GRPOSizer, save_policy, to_onnx
 
-    p = s.policy
-    return GRPOParams(
-        group_size=p.group_size,
-        lr=p.lr,
-        epochs=p.epochs,
-        batch_size=p.batch_size,
-        clip_eps=p.clip_eps,
-        kl_beta=p.kl_beta,
-        entropy_coef=p.entropy_coef,
-        cost_bps=p.cost_bps,
-        risk_aversion=p.risk_aversion,
-        hidden=tuple(p.hidden),
-        patience=p.patience,
-        seed=p.seed,
-        device="cuda" if s.env == "gpu" else "cpu",
-        num_threads=1,
+    upto = pl.col("date") <= as_of
+    weights = inputs["target_weights"].filter(upto).collect()
+    feats = inputs["features"].filter(upto).collect()
+    bars = inputs["bars"].filter(upto).select("date", "symbol", "open", "close").collect()
+    lag = s.backtest.execution_lag
+    frame = book_frame(
+        weights,
+        feats,
+        bars,
+        trend_feature=s.policy.trend_feature,
+        price=s.backtest.price,
+        lag=lag,
+        as_of=as_of,
     )
-
-
-def split_by_time(frame: pl.DataFrame, test_frac: float) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(train, test): the latest `test_frac` of sessions are the out-of-sample test."""
-    sessions = frame.get_column("session").unique().sort()
-    n_test = max(1, math.ceil(test_frac * sessions.len()))
-    first_test = sessions[sessions.len() - n_test]
-    return (
-        frame.filter(pl.col("session") < first_test),
-        frame.filter(pl.col("session") >= first_test),
+    sessions = frame.get_column("session").unique().sort().to_list()
+    if len(sessions) < MIN_BOOK_SESSIONS:
+        raise NotTrainable(
+            f"the book has {len(sessions)} sessions with a realized next-session return by "
+            f"{as_of}; a sizing policy needs {MIN_BOOK_SESSIONS} (materialize target_weights "
+            "for more history)"
+        )
+    n_test = max(5, math.ceil(s.policy.test_frac * len(sessions)))
+    first_test = sessions[-n_test]
+    train = frame.filter(pl.col("session") < sessions[max(0, len(sessions) - n_test - lag - 1)])
+    model = GRPOSizer(params=grpo_params(s)).fit(train)
+    log(f"GRPO on {train.height} book rows, best epoch {model.best_epoch_}")
+    window = sorted(d for d in bars.get_column("date").unique().to_list() if d >= first_test)
+    ev = evaluate_sizing(
+        model.act,
+        weights,
+        feats,
+        bars,
+        sessions=window,
+        trend_feature=s.policy.trend_feature,
+        portfolio=portfolio_params(s),
+        backtest=backtest_params(s),
+        costs=cost_model(s),
     )
+    onnx = to_onnx(model)
 
+    def save(directory: Path) -> None:
+        save_policy(model, directory)
+        (directory / "model.onnx").write_bytes(onnx)
 
-@dg.asset(
-    partitions_def=SESSIONS,
-    backfill_policy=SINGLE_RUN,
-    group_name="policy",
-    io_manager_key="lake",
-    pool="gpu",
-    ins={"oos_signals": dg.AssetIn(partition_mapping=POLICY_LOOKBACK, metadata={MISSING_OK: True})},
-    check_specs=[
-        dg.AssetCheckSpec(
-            GATE,
-            asset="grpo_policy",
-            blocking=True,
-            description="Out-of-sample Sharpe of the policy's positions beats constant sizing "
-            "(sign of the forecast) by policy.min_sharpe_margin and is ≥ policy.min_sharpe; NaN "
-            "fails closed.",
-        )
-    ],
-    metadata={"partition_column": "date"},
-    kinds={"pytorch", "onnx", "mlflow"},
-)
-def grpo_policy(
-    context: dg.AssetExecutionContext,
-    oos_signals: pl.LazyFrame,
-    settings: SettingsResource,
-    mlflow: MlflowResource,
-) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    """The sizing policy as of each session: GRPO on the realized OOS signals known by then
-    (early stopping on a later validation split), judged on the latest sessions it never saw
-    against constant, sign and vol-targeted sizing; ONNX registered as `grpo_policy`."""
-    from trademl.models.policy import GRPOSizer, evaluate_policy, save_policy, to_onnx
-
-    s = settings.get()
-    signals = oos_signals.collect()
-    rows, failures = [], []
-    for as_of in sessions_of(context.partition_keys):
-        frame = (
-            signals.filter(pl.col("date") <= as_of)
-            .drop("date")
-            .rename({"decision_date": "session"})
-            .sort("session", "symbol")
-        )
-        train, test = split_by_time(frame, s.policy.test_frac)
-        model = GRPOSizer(params=grpo_params(s)).fit(train)
-        ev = evaluate_policy(model, test)
-        by = {r["strategy"]: r for r in ev.iter_rows(named=True)}
-        scores = {
-            "sharpe_policy": by["policy"]["sharpe"],
-            "sharpe_sign": by["sign"]["sharpe"],
-            "sharpe_vol_target": by["vol_target"]["sharpe"],
-            "sharpe_long_1": by["long_1"]["sharpe"],
-            "mdd_policy": by["policy"]["max_drawdown"],
-        }
-        bar = max(scores["sharpe_sign"] + s.policy.min_sharpe_margin, s.policy.min_sharpe)
-        passed = math.isfinite(scores["sharpe_policy"]) and scores["sharpe_policy"] >= bar
-        with mlflow.start_run_for(
-            context, data_fingerprint=data_fingerprint(frame.select("session", "symbol", "y"))
-        ) as run:
-            run.log_params({"as_of": as_of, **dataclasses.asdict(model.params)})
-            run.log_metrics(
-                {**scores, "best_epoch": model.best_epoch_, "val_sharpe": model.best_val_sharpe_}
-            )
-            run.log_dict({"evaluation": ev.to_dicts()}, "evaluation.json")
-            uri = run.log_onnx_model(to_onnx(model), name="model")
-            with tempfile.TemporaryDirectory() as tmp:
-                run.log_artifact(save_policy(model, Path(tmp) / "policy"), "policy")
-        reason = (
-            f"OOS Sharpe {scores['sharpe_policy']:.3g} vs bar {bar:.3g} (constant sizing "
-            f"{scores['sharpe_sign']:.3g} + {s.policy.min_sharpe_margin:g}, at least "
-            f"{s.policy.min_sharpe:g})"
-        )
-        row = register_judged(
-            mlflow,
-            name=MODEL_NAME,
-            run_id=run.run_id,
-            model_uri=uri,
-            as_of=as_of,
-            passed=passed,
-            check="sharpe",
-            reason=reason,
-            failures=failures,
-        )
-        rows.append(
-            {
-                **row,
-                "train_sessions": train.get_column("session").n_unique(),
-                "test_sessions": test.get_column("session").n_unique(),
-                **{k: float(v) for k, v in scores.items()},
-            }
-        )
-    out = pl.DataFrame(rows)
-    yield dg.Output(
-        out,
-        metadata={
-            "version": rows[-1]["version"],
-            **{k: dg.MetadataValue.float(rows[-1][k]) for k in SCORES},
-            "evaluation": dg.MetadataValue.md(markdown_table(ev)),
+    return Trained(
+        metrics={
+            **ev,
+            "best_epoch": float(model.best_epoch_),
+            "val_sharpe": float(model.best_val_sharpe_),
         },
+        params={**dataclasses.asdict(model.params), "test_from": first_test},
+        save=save,
+        fingerprint=frame.select("session", "symbol", "y"),
+        documents={"history.json": {"history": model.history_}},
+        onnx=onnx,
     )
-    yield gate_result(GATE, failures, "beats constant sizing out of sample")
 
 
-grpo_policy_champion = champion_asset(
-    model_asset="grpo_policy",
-    registered=MODEL_NAME,
-    group="policy",
-    reason_keys=("sharpe_policy", "sharpe_sign"),
-)
-
-
-def _onnx_policy(directory: Path):
+def _onnx_policy(directory: Path) -> Any:
     from trademl.models.policy.onnx_policy import OnnxPolicy
 
-    return OnnxPolicy(directory / "model.onnx")
+    return OnnxPolicy(Path(directory) / "model.onnx")
 
 
-@dg.asset(
-    partitions_def=SESSIONS,
-    backfill_policy=SINGLE_RUN,
-    group_name="policy",
-    io_manager_key="lake",
-    metadata={"partition_column": "date"},
-    kinds={"onnx"},
+GRPO = SleeveSpec(
+    name="grpo_policy",
+    kind="sizing",
+    group="sizing",
+    ins=POLICY_INS,
+    train=train_grpo,
+    decide=lambda m, champ, s: decide(m, champ, s.policy.promotion),
+    gate_description="On sessions after its training window, the sized book's net Sharpe "
+    "(backtest with costs) beats the unsized book's by policy.promotion.min_sharpe_margin with "
+    "a daily-improvement t-stat ≥ min_improvement_t, is ≥ min_sharpe, and beats the sizing "
+    "champion's as of the session; NaN fails closed.",
+    load=_onnx_policy,
+    model_asset="grpo_policy",
+    description="The GRPO sizing policy as of the session: a Beta-headed MLP on [alpha score, "
+    "vol, trend] sizing each name of the book in [0, 2], reward = its share of the book's "
+    "next-session net return minus cost and a risk penalty; ONNX registered as `grpo_policy`.",
+    row_metrics=ROW_METRICS,
+    pool="gpu",
+    kinds=frozenset({"pytorch", "onnx", "mlflow"}),
 )
-def policy_actions(
-    context: dg.AssetExecutionContext,
-    forecast_scores: pl.DataFrame,
-    lake_store: LakeResource,
-    mlflow: MlflowResource,
-) -> dg.Output[pl.DataFrame]:
-    """Each session's position per symbol: the champion policy as of that session (ONNX)
-    sizing the live forecast, position = size · sign(y_hat)."""
-    history = champion_history(lake_store.lake, "grpo_policy_champion")
-    parts, missing = [], 0
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = ModelCache(mlflow, _onnx_policy, tmp)
-        for session in sessions_of(context.partition_keys):
-            row = champion_as_of(history, session)
-            day = forecast_scores.filter(pl.col("date") == session).drop_nulls(
-                ["y_hat", "vol", "trend"]
-            )
-            if row is None or day.height == 0:
-                missing += 1
-                continue
-            policy = cache.get(row)
-            parts.append(
-                day.select("date", "symbol", "y_hat", "vol", "trend").with_columns(
-                    pl.Series("size", policy.act(day)),
-                    pl.Series("position", policy.positions(day)),
-                    pl.lit(row["version"]).alias("policy_version"),
+
+SIZED_SCHEMA = {
+    "date": pl.Date,
+    "symbol": pl.String,
+    "weight": pl.Float64,
+    "target_weight": pl.Float64,
+    "size": pl.Float64,
+    "sizer": pl.String,
+    "score": pl.Float64,
+    "sigma": pl.Float64,
+    "adv": pl.Float64,
+    "source": pl.String,
+    "models": pl.String,
+    "n_trials": pl.Int64,
+}
+
+
+def size_book(day: pl.DataFrame, feats: pl.DataFrame, policy: Any, s: Settings) -> pl.DataFrame:
+    """One session's target weights sized by `policy` (ONNX) and capped again."""
+    states = book_states(day, feats, trend_feature=s.policy.trend_feature)
+    sizes = day.join(
+        states.select(
+            pl.col("session").alias("date"),
+            "symbol",
+            pl.Series("size", policy.act(states) if states.height else []),
+        ),
+        on=["date", "symbol"],
+        how="left",
+    ).get_column("size")
+    return apply_sizes(day, sizes.fill_null(1.0).to_numpy(), portfolio_params(s))
+
+
+def sizing_sleeves(specs: Sequence[SleeveSpec]) -> dg.AssetsDefinition:
+    """`sized_weights`: the first sizing sleeve (in registry order) with a champion as of
+    the session sizes the book; none → the identity, labelled as such."""
+
+    @dg.asset(
+        partitions_def=SESSIONS,
+        backfill_policy=SINGLE_RUN,
+        group_name="sizing",
+        io_manager_key="lake",
+        metadata={"partition_column": "date"},
+        kinds={"onnx", "polars"},
+    )
+    def sized_weights(
+        context: dg.AssetExecutionContext,
+        target_weights: pl.DataFrame,
+        features: pl.DataFrame,
+        settings: SettingsResource,
+        lake_store: LakeResource,
+        mlflow: MlflowResource,
+    ) -> dg.Output[pl.DataFrame]:
+        """The traded book: target weights × the sizing champion's per-name size, capped
+        again (name cap, balanced legs, gross cap); size 1 with sizer `identity` until a
+        sizing champion exists."""
+        s = settings.get()
+        histories = {sp.name: champion_history(lake_store.lake, sp.champion_key) for sp in specs}
+        parts, sizers = [], {}
+        with tempfile.TemporaryDirectory() as tmp:
+            caches = {sp.name: ModelCache(mlflow, sp.load, f"{tmp}/{sp.name}") for sp in specs}
+            for session in sessions_of(context.partition_keys):
+                day = target_weights.filter(pl.col("date") == session)
+                champ = next(
+                    (
+                        (n, r)
+                        for n, h in histories.items()
+                        if (r := champion_as_of(h, session)) is not None
+                    ),
+                    None,
                 )
-            )
-    schema = {
-        "date": pl.Date,
-        "symbol": pl.String,
-        "y_hat": pl.Float64,
-        "vol": pl.Float64,
-        "trend": pl.Float64,
-        "size": pl.Float64,
-        "position": pl.Float64,
-        "policy_version": pl.String,
-    }
-    out = pl.concat(parts).cast(schema) if parts else pl.DataFrame(schema=schema)
-    if missing:
-        context.log.warning(f"{missing} sessions have no champion policy or no forecasts")
-    meta = frame_metadata(out, len(context.partition_keys))
-    meta["sessions_without_actions"] = dg.MetadataValue.int(missing)
-    return dg.Output(out, metadata=meta)
+                if champ is None or day.height == 0:
+                    out = day.with_columns(
+                        pl.col("weight").alias("target_weight"), pl.lit(1.0).alias("size")
+                    )
+                    sizer = "identity"
+                else:
+                    name, row = champ
+                    feats = features.filter(pl.col("date") == session)
+                    out = size_book(day, feats, caches[name].get(row), s)
+                    sizer = f"{name}@{row['version']}"
+                sizers[str(session)] = sizer
+                parts.append(out.with_columns(pl.lit(sizer).alias("sizer")))
+        frame = (
+            pl.concat(parts, how="diagonal_relaxed").select(list(SIZED_SCHEMA)).cast(SIZED_SCHEMA)
+            if parts
+            else pl.DataFrame(schema=SIZED_SCHEMA)
+        )
+        meta = frame_metadata(frame, len(context.partition_keys))
+        meta["sizers"] = dg.MetadataValue.json(sorted(set(sizers.values())))
+        last = (
+            frame.filter(pl.col("date") == frame.get_column("date").max())
+            if frame.height
+            else frame
+        )
+        meta["mean_size_last_session"] = dg.MetadataValue.float(
+            float(np.nanmean(last.get_column("size").to_numpy())) if last.height else math.nan
+        )
+        return dg.Output(frame, metadata=meta)
+
+    return sized_weights

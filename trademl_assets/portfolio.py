@@ -1,4 +1,10 @@
-"""Portfolio stage: target weights from the alpha, the trailing backtest, the daily report."""
+"""Portfolio stage: `alpha_scores` (the router over the sleeves), target weights, and the
+trailing backtest of the traded (sized) book."""
+
+import json
+import tempfile
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -6,27 +12,19 @@ import polars as pl
 from resources.lake import MISSING_OK, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import SettingsResource
-from trademl.backtest import BacktestParams, performance_metrics
-from trademl.backtest.plots import drawdown_png, equity_png, rolling_ic_png, turnover_png
-from trademl.backtest.report import session_report, write_report
-from trademl.backtest.trailing import backtest_window, trailing_backtest, trials_behind
-from trademl.config import Settings
-from trademl.costs import CostModel, trade_costs
-from trademl.portfolio import PortfolioParams, forecast_vol
+from trademl.backtest.plots import drawdown_png, equity_png
+from trademl.backtest.trailing import backtest_window, trailing_backtest
+from trademl.models.stacker.model import StackerModel
+from trademl.params import backtest_params, cost_model, portfolio_params
 from trademl.portfolio import target_weights as build_weights
-from trademl.portfolio.inputs import alpha_scores, risk_from_features
-from trademl.provenance import data_fingerprint
-from trademl_assets.data import QC_TABLE
-from trademl_assets.metadata import frame_metadata, markdown_table, png_metadata
-from trademl_assets.partitions import (
-    BACKTEST_LOOKBACK,
-    PER_SESSION,
-    PREVIOUS_SESSION,
-    SESSIONS,
-    SINGLE_RUN,
-    sessions_of,
-)
-from trademl_assets.sleeves import model_trials
+from trademl.portfolio.inputs import risk_from_features
+from trademl.portfolio.router import SCHEMA as ALPHA_SCHEMA
+from trademl.portfolio.router import StackerCandidate, route_session
+from trademl_assets.equities import collected
+from trademl_assets.history import ModelCache, champion_history, model_trials
+from trademl_assets.metadata import frame_metadata, png_metadata
+from trademl_assets.partitions import BACKTEST_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
+from trademl_assets.sleeves import SleeveSpec
 
 WEIGHTS_SCHEMA = {
     "date": pl.Date,
@@ -36,37 +34,101 @@ WEIGHTS_SCHEMA = {
     "sigma": pl.Float64,
     "adv": pl.Float64,
     "source": pl.String,
+    "models": pl.String,
+    "n_trials": pl.Int64,
 }
 
 
-def portfolio_params(s: Settings) -> PortfolioParams:
-    """The sizing parameters of the settings in force."""
-    p = s.portfolio
-    return PortfolioParams(
-        ic=p.expected_ic,
-        kelly_fraction=p.kelly_fraction,
-        vol_target=p.vol_target,
-        name_cap=p.name_cap,
-        gross_cap=p.gross_cap,
-        long_only=not p.long_short,
+def _stackers(
+    history: pl.DataFrame, trials: dict[str, int], cache: ModelCache, session: Any
+) -> list[StackerCandidate]:
+    """Stacker promotions dated on or before `session`, newest first (first: the champion)."""
+    rows = history.filter(pl.col("date") <= session).sort("date", descending=True)
+    return [
+        StackerCandidate(
+            version=str(r["version"]),
+            promoted=r["date"],
+            model=cache.get(r),
+            n_trials=int(trials.get(str(r["version"]), 1)),
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+
+
+def alpha_scores_asset(alpha: Sequence[SleeveSpec], stacker: SleeveSpec | None) -> Any:
+    """`alpha_scores` over the champion scores of the `alpha` sleeves (see the router)."""
+
+    @dg.asset(
+        partitions_def=SESSIONS,
+        backfill_policy=SINGLE_RUN,
+        group_name="meta",
+        io_manager_key="lake",
+        ins={sp.scores_key: dg.AssetIn(sp.scores_key) for sp in alpha}
+        | {"features": dg.AssetIn("features")},
+        metadata={"partition_column": "date"},
+        kinds={"polars"},
     )
+    def alpha_scores(
+        context: dg.AssetExecutionContext,
+        features: pl.DataFrame,
+        settings: SettingsResource,
+        lake_store: LakeResource,
+        mlflow: MlflowResource,
+        **scores: pl.DataFrame,
+    ) -> dg.Output[pl.DataFrame]:
+        """The score the book trades per (session, symbol): the stacker champion when every
+        sleeve it needs scored the session; else a promoted stacker on the sleeves present;
+        else router.fallback_weights over them; with no sleeve champion, the fit-free
+        portfolio.fallback_feature. `path` and `models` say which, `n_trials` how many
+        configurations were searched to get there (for the backtest's DSR)."""
+        s = settings.get()
+        lake = lake_store.lake
+        scores = {k: collected(v) for k, v in scores.items()}
+        hist = champion_history(lake, stacker.champion_key) if stacker else pl.DataFrame()
+        stacker_trials = model_trials(lake, stacker.model_key) if stacker else {}
+        trials = {sp.name: model_trials(lake, sp.model_key) for sp in alpha}
+        fallback = s.portfolio.fallback_feature
+        if fallback is not None and fallback not in features.columns:
+            raise ValueError(f"portfolio.fallback_feature {fallback!r} is not a feature column")
+        parts, served = [], {}
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = ModelCache(mlflow, StackerModel.load, tmp)
+            for session in sessions_of(context.partition_keys):
+                champs = {
+                    sp.name: scores[sp.scores_key].filter(
+                        (pl.col("date") == session) & (pl.col("role") == "champion")
+                    )
+                    for sp in alpha
+                }
+                versions = {
+                    k: v.get_column("model_version")[0] for k, v in champs.items() if v.height
+                }
+                day = features.filter(pl.col("date") == session)
+                routed = route_session(
+                    session,
+                    champs,
+                    versions,
+                    {k: trials[k].get(v, 1) for k, v in versions.items()},
+                    _stackers(hist, stacker_trials, cache, session) if hist.height else [],
+                    stacker_enabled=s.router.stacker_enabled,
+                    fallback_weights=s.router.fallback_weights,
+                    fit_free=day.select("symbol", pl.col(fallback).alias("score"))
+                    if fallback
+                    else None,
+                    fit_free_name=fallback,
+                )
+                parts.append(routed.frame)
+                served[str(session)] = routed.description
+        out = pl.concat(parts) if parts else pl.DataFrame(schema=ALPHA_SCHEMA)
+        paths = out.group_by("path").agg(pl.col("date").n_unique()).sort("path")
+        meta = frame_metadata(out, len(context.partition_keys))
+        meta["sessions_by_path"] = dg.MetadataValue.json(dict(paths.iter_rows()))
+        meta["served_last_session"] = dg.MetadataValue.text(list(served.values())[-1])
+        for k, v in list(served.items())[-3:]:
+            context.log.info(f"alpha_scores {k}: {v}")
+        return dg.Output(out, metadata=meta)
 
-
-def cost_model(s: Settings) -> CostModel:
-    """The one cost model of the settings in force (backtest and order planner)."""
-    c = s.costs
-    return CostModel(
-        fee_bps=c.fee_bps,
-        half_spread_bps=c.half_spread_bps,
-        impact_coef=c.impact_coef,
-        borrow_bps_tiers=tuple(c.borrow_bps_tiers),
-        auction_slippage_bps=c.auction_slippage_bps,
-    )
-
-
-def backtest_params(s: Settings) -> BacktestParams:
-    b = s.backtest
-    return BacktestParams(lag=b.execution_lag, price=b.price, capital=b.initial_capital)
+    return alpha_scores
 
 
 @dg.asset(
@@ -80,31 +142,27 @@ def backtest_params(s: Settings) -> BacktestParams:
 def target_weights(
     context: dg.AssetExecutionContext,
     features: pl.DataFrame,
-    equities_xs_scores: pl.DataFrame,
+    alpha_scores: pl.DataFrame,
     settings: SettingsResource,
 ) -> dg.Output[pl.DataFrame]:
-    """Target weights per (session, symbol), decided at the session's close.
-
-    Champion scores where the session has them, else the configured fit-free fallback
-    signal; rank z-score → fractional Kelly → vol target → confidence → name and gross caps.
-    """
+    """Target weights per (session, symbol), decided at the session's close from the served
+    alpha scores: rank z-score → fractional Kelly → vol target → confidence → name and gross
+    caps. `source` is the router's path, `models` the versions behind it."""
     s = settings.get()
-    scores = alpha_scores(
-        equities_xs_scores, features, fallback_feature=s.portfolio.fallback_feature
-    )
     risk = risk_from_features(features)
-    if scores.height == 0:
+    if alpha_scores.height == 0:
         out = pl.DataFrame(schema=WEIGHTS_SCHEMA)
     else:
         w = build_weights(
-            scores.select("date", "symbol", "score"),
+            alpha_scores.select("date", "symbol", "score"),
             risk.select("date", "symbol", "sigma"),
             portfolio_params(s),
             confidence=s.portfolio.confidence,
         )
         out = (
-            w.join(scores, on=["date", "symbol"], how="left")
+            w.join(alpha_scores, on=["date", "symbol"], how="left")
             .join(risk, on=["date", "symbol"], how="left")
+            .with_columns(pl.col("path").alias("source"))
             .select(list(WEIGHTS_SCHEMA))
             .cast(WEIGHTS_SCHEMA)
             .sort("date", "symbol")
@@ -127,7 +185,7 @@ def target_weights(
     group_name="portfolio",
     io_manager_key="lake",
     ins={  # the window shrinks to what exists when history is shorter than the lookback
-        "target_weights": dg.AssetIn(
+        "sized_weights": dg.AssetIn(
             partition_mapping=BACKTEST_LOOKBACK, metadata={MISSING_OK: True}
         ),
         "bars": dg.AssetIn(partition_mapping=BACKTEST_LOOKBACK, metadata={MISSING_OK: True}),
@@ -137,26 +195,23 @@ def target_weights(
 )
 def backtest(
     context: dg.AssetExecutionContext,
-    target_weights: pl.LazyFrame,
+    sized_weights: pl.LazyFrame,
     bars: pl.LazyFrame,
     settings: SettingsResource,
-    lake_store: LakeResource,
 ) -> dg.Output[pl.DataFrame]:
-    """As of each session: the trailing window of target weights replayed with costs and
-    borrow (next-open fills), one row per window session, with benchmark and rank IC; its
-    DSR deflates for the trials searched to pick the models behind the weights."""
+    """As of each session: the trailing window of the traded (sized) book replayed with costs
+    and borrow (next-open fills), one row per window session, with benchmark and rank IC; its
+    DSR deflates for the configurations searched to pick the models behind the weights."""
     s = settings.get()
-    weights = target_weights.collect()
-    trials = model_trials(lake_store.lake, "equities_xs_model")
+    weights = sized_weights.collect()
     b = bars.select("date", "symbol", "open", "close").collect()
     risk = weights.select("date", "symbol", "sigma", "adv")
     parts, last = [], None
     bar_dates = b.get_column("date").unique().to_list()
     for session in sessions_of(context.partition_keys):
-        # the lookback the mapping loaded (the last W sessions ≤ d), from the first position
         window = backtest_window(weights, bar_dates, session, s.backtest.sessions)
-        sources = weights.filter(pl.col("date").is_between(window[0], window[-1]))["source"]
-        n_trials = trials_behind(sources.unique().to_list(), trials)
+        inside = weights.filter(pl.col("date").is_between(window[0], window[-1]))
+        n_trials = int(inside.get_column("n_trials").max() or 1) if inside.height else 1
         last = trailing_backtest(
             weights,
             b,
@@ -166,9 +221,12 @@ def backtest(
             costs=cost_model(s),
             n_trials=n_trials,
         )
+        paths = inside.group_by("source").agg(pl.col("date").n_unique().alias("n")).sort("source")
         parts.append(
             last.frame.rename({"date": "session"}).with_columns(
-                pl.lit(session).alias("date"), pl.lit(n_trials).alias("n_trials")
+                pl.lit(session).alias("date"),
+                pl.lit(n_trials).alias("n_trials"),
+                pl.lit(json.dumps(dict(paths.iter_rows()))).alias("sessions_by_source"),
             )
         )
     assert last is not None
@@ -187,139 +245,8 @@ def backtest(
             )
         ),
         "drawdown": png_metadata(drawdown_png(f.get_column("equity").to_numpy(), dates)),
+        "sessions_by_source": dg.MetadataValue.json(
+            json.loads(out.get_column("sessions_by_source")[-1])
+        ),
     }
     return dg.Output(out, metadata=meta)
-
-
-def _qc_for(lake_store: LakeResource, session: str) -> tuple[str, str]:
-    """The session's QC verdict as the bars asset recorded it (UNKNOWN when absent)."""
-    lake = lake_store.lake
-    if session not in lake.partitions(QC_TABLE):
-        return "UNKNOWN", "no QC verdict recorded for this session"
-    row = lake.scan(QC_TABLE, [session]).collect()
-    return (row.item(0, "status"), row.item(0, "reasons")) if row.height else ("UNKNOWN", "")
-
-
-@dg.asset(
-    partitions_def=SESSIONS,
-    backfill_policy=PER_SESSION,
-    group_name="portfolio",
-    io_manager_key="lake",
-    ins={
-        # the previous session's book may not exist (the first report): trades start from flat
-        "target_weights": dg.AssetIn(
-            partition_mapping=PREVIOUS_SESSION, metadata={MISSING_OK: True}
-        )
-    },
-    metadata={"partition_column": "date"},
-    kinds={"mlflow"},
-)
-def daily_report(
-    context: dg.AssetExecutionContext,
-    target_weights: pl.LazyFrame,
-    backtest: pl.DataFrame,
-    bars: pl.DataFrame,
-    settings: SettingsResource,
-    lake_store: LakeResource,
-    mlflow: MlflowResource,
-) -> dg.Output[pl.DataFrame]:
-    """`$TRADEML_HOME/reports/equities_<session>.json` and `.md` with PNG plots: picks,
-    weights, expected costs, risk, model versions and QC; plots also go to MLflow."""
-    s = settings.get()
-    session = sessions_of([context.partition_key])[0]
-    w = target_weights.collect()
-    today = w.filter(pl.col("date") == session)
-    if today.height == 0:
-        raise dg.Failure(
-            description=f"daily_report {session}: target_weights for {session} are not written; "
-            "materialize target_weights for it first"
-        )
-    before = w.filter(pl.col("date") < session).select("symbol", pl.col("weight").alias("prev"))
-    capital = s.backtest.initial_capital
-    px = bars.select("symbol", "close")
-    trades = (
-        today.join(before, on="symbol", how="full", coalesce=True)
-        .join(px, on="symbol", how="left")
-        .with_columns(
-            ((pl.col("weight").fill_null(0.0) - pl.col("prev").fill_null(0.0)) * capital).alias(
-                "notional"
-            )
-        )
-        .filter((pl.col("notional") != 0) & (pl.col("close") > 0))
-        .with_columns((pl.col("notional") / pl.col("close")).alias("shares"))
-    )
-    costs = trade_costs(
-        trades.select("symbol", "notional", "shares", "adv", "sigma"), cost_model(s)
-    )
-    sources = sorted({x for x in today.get_column("source").to_list() if x.startswith("equities")})
-    vol = forecast_vol(
-        today.select("date", "symbol", "weight"), today.select("date", "symbol", "sigma")
-    )
-    qc_status, qc_reasons = _qc_for(lake_store, context.partition_key)
-    bt = backtest.sort("session")
-    report = session_report(
-        session=session,
-        weights=today,
-        trade_costs=costs,
-        backtest_metrics=_summary(bt),
-        forecast_vol=float(vol.get_column("vol")[0]) if vol.height else float("nan"),
-        model_versions={"equities_xs": ", ".join(x.split("@")[1] for x in sources)}
-        if sources
-        else {},
-        qc_status=qc_status,
-        book_capital=capital,
-        qc_reasons=qc_reasons,
-    )
-    dates = bt.get_column("session").to_list()
-    eq = bt.get_column("equity").to_numpy()
-    plots = {
-        "equity": equity_png(
-            eq, bt.get_column("benchmark_equity").to_numpy(), dates, benchmark_label="market"
-        ),
-        "drawdown": drawdown_png(eq, dates),
-        "rolling_rank_ic": rolling_ic_png(bt.get_column("rank_ic").to_numpy(), dates),
-        "turnover": turnover_png(bt.get_column("turnover").to_numpy(), dates),
-    }
-    paths = write_report(s.reports_dir, report, plots)
-    with mlflow.start_run_for(
-        context, data_fingerprint=data_fingerprint(today.select("date", "symbol", "weight"))
-    ) as run:
-        run.log_metrics(
-            {f"backtest_{k}": v for k, v in report["backtest"].items() if v is not None}
-        )
-        for name in ("json", "md", *plots):
-            run.log_artifact(paths[name], artifact_path="report")
-    out = pl.DataFrame(
-        {
-            "date": [session],
-            "qc_status": [qc_status],
-            "longs": [report["positions"]["long"]],
-            "shorts": [report["positions"]["short"]],
-            "gross": [report["positions"]["gross"]],
-            "expected_cost": [report["expected_costs"]["total"]],
-            "report_json": [str(paths["json"])],
-            "report_md": [str(paths["md"])],
-        },
-        schema_overrides={"gross": pl.Float64, "expected_cost": pl.Float64},
-    )
-    return dg.Output(
-        out,
-        metadata={
-            "report": dg.MetadataValue.path(str(paths["md"])),
-            "summary": dg.MetadataValue.md(markdown_table(out.drop("report_json", "report_md"))),
-            **{name: png_metadata(png) for name, png in plots.items()},
-        },
-    )
-
-
-def _summary(bt: pl.DataFrame) -> dict[str, float]:
-    """Performance metrics of the backtest rows (recomputed from the stored net returns)."""
-    m = performance_metrics(
-        bt.get_column("net_returns").to_numpy(),
-        turnover=bt.get_column("turnover").to_numpy(),
-        n_trials=int(bt.get_column("n_trials").max()),
-    )
-    m["n_trials"] = int(bt.get_column("n_trials").max())
-    ic = bt.get_column("rank_ic").drop_nans().drop_nulls()
-    m["rank_ic_mean"] = float(ic.mean()) if ic.len() else float("nan")
-    return m

@@ -1,175 +1,416 @@
-"""What every model sleeve's assets share: moving `champion` after a passed gate, and finding
-the champion a session may use (the latest promotion dated on or before it)."""
+"""The one sleeve interface: train as of a session → gate → register `challenger` →
+`<sleeve>_champion` → score each session with the champion as of that session.
+
+A sleeve is a `SleeveSpec` (its library's train/gate/load functions and its inputs) and one
+entry in `trademl_assets.registry`; these factories turn it into assets:
+
+- `model_assets`: `<model_asset>` (one row per as-of session: version, verdict, metrics) and,
+  for alpha sleeves, `<sleeve>_oof` (the out-of-fold predictions with their split layout);
+  a non-blocking `promotion_gate` check: a refusal is a verdict, the run still succeeds.
+- `champion_asset`: `<sleeve>_champion`, the promotion history; it moves `champion` for the
+  rows whose gate passed and is skipped (no materialization) when none did.
+- `scores_asset`: `<sleeve>_scores`, the champion's scores as of each session (role
+  ``champion``) and the challenger's, when it is another version (role ``challenger``, for
+  the shadow books).
+"""
 
 import datetime as dt
+import math
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import polars as pl
 
-from resources.lake import Lake, LakeResource
-from resources.mlflow import CHAMPION, MlflowResource
-from trademl_assets.partitions import SESSIONS, SINGLE_RUN
+from resources.lake import LakeResource
+from resources.mlflow import MlflowResource
+from resources.settings import SettingsResource
+from trademl.config import Settings
+from trademl.models.gate import Decision
+from trademl.models.sleeve import NotTrainable, Trained
+from trademl.provenance import data_fingerprint
+from trademl_assets.history import (
+    ModelCache,
+    challenger_as_of,
+    champion_as_of,
+    champion_history,
+    model_rows,
+    promote_passed,
+)
+from trademl_assets.metadata import figure_metadata, frame_metadata
+from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
 
-CHAMPION_SCHEMA = {
+GATE = "promotion_gate"
+ROLES = ("champion", "challenger")
+SCORE_SCHEMA = {
     "date": pl.Date,
-    "version": pl.String,
-    "previous_champion": pl.String,
-    "run_id": pl.String,
-    "model_uri": pl.String,
+    "symbol": pl.String,
+    "score": pl.Float64,
+    "model_version": pl.String,
+    "role": pl.String,
 }
 
+TrainFn = Callable[[Mapping[str, pl.LazyFrame], dt.date, Settings, Callable[[str], None]], Trained]
+DecideFn = Callable[[dict[str, Any], dict[str, Any] | None, Settings], Decision]
+ScoreFn = Callable[[Any, Mapping[str, Any], dt.date, Settings], pl.DataFrame]
 
-def promote_passed(
-    context: dg.AssetExecutionContext,
-    model_rows: pl.DataFrame,
-    mlflow: MlflowResource,
-    name: str,
-    reason_keys: tuple[str, ...],
-    history: pl.DataFrame,
-) -> pl.DataFrame:
-    """Record each row's version as champion as of its date (the gate passed, or this asset
-    would not run); the rows of the champion history this writes.
 
-    `champion` moves forward only: a row dated before the newest promotion in `history` (a
-    backfill of an earlier session) becomes that session's champion for scoring, but the
-    alias stays on the newer model.
+@dataclass(frozen=True)
+class SleeveSpec:
+    """Everything the platform needs to know about one sleeve.
+
+    `name` is the registered MLflow model and the key configs use (stacker.sleeves,
+    router.fallback_weights); `train` and `decide` call the sleeve's library package;
+    `load` opens a downloaded model directory for `score`.
     """
-    newest = history.get_column("date").max() if history.height else None
-    known, rows = history, []
-    for row in model_rows.sort("date").iter_rows(named=True):
-        reasons = {k: f"{row[k]:.4g}" for k in reason_keys}
-        backfill = newest is not None and row["date"] < newest
-        if backfill:
-            before = champion_as_of(known, row["date"])
-            previous = before["version"] if before else None
-            mlflow.promote(name, row["version"], reasons, move_alias=False)
-            context.log.info(
-                f"{name} v{row['version']} is champion as of {row['date']} (a backfill: "
-                f"`champion` stays on the promotion of {newest})"
-            )
-        else:
-            before_version = mlflow.alias_version(name, CHAMPION)
-            previous = str(before_version.version) if before_version else None
-            mlflow.promote(name, row["version"], reasons)
-            newest = row["date"]
-            context.log.info(f"{name} v{row['version']} is champion as of {row['date']}")
-        rows.append(
-            {
-                "date": row["date"],
-                "version": row["version"],
-                "previous_champion": previous,
-                "run_id": row["run_id"],
-                "model_uri": row.get("model_uri"),
-            }
+
+    name: str
+    kind: Literal["alpha", "stacker", "sizing"]
+    group: str
+    ins: Mapping[str, dg.AssetIn]
+    train: TrainFn
+    decide: DecideFn
+    gate_description: str
+    load: Callable[[Path], Any]
+    model_asset: str = ""
+    description: str = ""
+    row_metrics: tuple[str, ...] = ()
+    pool: str | None = None
+    kinds: frozenset[str] = field(default_factory=lambda: frozenset({"mlflow"}))
+    #: Alpha sleeves: the inputs a session's scoring reads and the function that scores it.
+    score_ins: Mapping[str, dg.AssetIn] = field(default_factory=dict)
+    score: ScoreFn | None = None
+    score_kinds: frozenset[str] = field(default_factory=lambda: frozenset({"onnx"}))
+
+    @property
+    def model_key(self) -> str:
+        return self.model_asset or f"{self.name}_model"
+
+    @property
+    def champion_key(self) -> str:
+        return f"{self.name}_champion"
+
+    @property
+    def oof_key(self) -> str:
+        return f"{self.name}_oof"
+
+    @property
+    def scores_key(self) -> str:
+        return f"{self.name}_scores"
+
+
+def _model_row_schema(spec: SleeveSpec) -> dict[str, pl.DataType]:
+    return {
+        "date": pl.Date(),
+        "model": pl.String(),
+        "version": pl.String(),
+        "run_id": pl.String(),
+        "model_uri": pl.String(),
+        "passed_gate": pl.Boolean(),
+        "n_trials": pl.Int64(),
+        "verdict": pl.String(),
+        "info": pl.String(),
+        **{k: pl.Float64() for k in spec.row_metrics},
+    }
+
+
+def _champion_metrics(
+    mlflow: MlflowResource, champ: dict[str, Any] | None, passed: list[tuple[dt.date, dict]]
+) -> dict[str, Any] | None:
+    """The champion as of the session: promoted on or before it, or passed earlier in this
+    run — never the alias holder of today, which may have trained on later sessions."""
+    metrics = mlflow.client().get_run(champ["run_id"]).data.metrics if champ else None
+    if passed and (champ is None or passed[-1][0] >= champ["date"]):
+        metrics = passed[-1][1]
+    return metrics
+
+
+def _log_trained(run: Any, trained: Trained, as_of: dt.date, tmp: Path) -> str:
+    """Log everything of `trained` to the open MLflow run; returns the model's URI."""
+    import json
+
+    run.log_params({"as_of": as_of, **trained.params})
+    run.log_metrics({k: float(v) for k, v in trained.metrics.items() if isinstance(v, int | float)})
+    for path, fig in trained.figures.items():
+        run.log_figure(fig, path)
+    for path, obj in trained.documents.items():
+        run.log_dict(obj, path)
+    tables = dict(trained.tables)
+    if trained.oof is not None:
+        tables["oof/oof.parquet"] = trained.oof
+    for path, frame in tables.items():
+        local = tmp / path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(local)
+        run.log_artifact(local, artifact_path=str(Path(path).parent))
+    if trained.layout is not None:
+        run.log_dict(json.loads(trained.layout.to_json()), "oof/layout.json")
+    if trained.onnx is not None:
+        run.log_onnx_model(trained.onnx, name="onnx")
+    trained.save(tmp / "model")
+    return run.log_model_files(tmp / "model", "model")
+
+
+def model_assets(spec: SleeveSpec) -> dg.AssetsDefinition:
+    """`<model_asset>` (+ `<sleeve>_oof` for alpha sleeves) with the `promotion_gate` check."""
+    outs = {
+        spec.model_key: dg.AssetOut(
+            metadata={"partition_column": "date"},
+            description=spec.description,
+            kinds=set(spec.kinds),
+            group_name=spec.group,
+            io_manager_key="lake",
         )
-        known = pl.concat([known, pl.DataFrame(rows[-1:], schema=CHAMPION_SCHEMA)])
-    return pl.DataFrame(rows, schema=CHAMPION_SCHEMA)
+    }
+    if spec.kind == "alpha":
+        outs[spec.oof_key] = dg.AssetOut(
+            metadata={"partition_column": "as_of"},
+            description=f"Out-of-fold predictions of {spec.name} as of each session, with the "
+            "split layout (JSON) that produced them: what the stacker learns from.",
+            group_name=spec.group,
+            io_manager_key="lake",
+        )
 
-
-def champion_asset(
-    *, model_asset: str, registered: str, group: str, reason_keys: tuple[str, ...]
-) -> dg.AssetsDefinition:
-    """`<model_asset>_champion`: runs only when the model's blocking gate passed, and moves
-    `champion` of the registered model `registered` (the old one keeps
-    `previous_champion`); its partitions are the sleeve's promotion history."""
-    key = model_asset.removesuffix("_model") + "_champion"
-
-    @dg.asset(
-        name=key,
+    @dg.multi_asset(
+        name=f"{spec.name}_train",
+        outs=outs,
+        ins=dict(spec.ins),
         partitions_def=SESSIONS,
         backfill_policy=SINGLE_RUN,
-        group_name=group,
+        pool=spec.pool,
+        can_subset=False,
+        required_resource_keys={"settings", "mlflow", "lake_store"},
+        check_specs=[
+            dg.AssetCheckSpec(GATE, asset=spec.model_key, description=spec.gate_description)
+        ],
+    )
+    def _train(context: dg.AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
+        yield from _run_training(context, spec, inputs)
+
+    return _train
+
+
+def _run_training(
+    context: dg.AssetExecutionContext, spec: SleeveSpec, inputs: Mapping[str, Any]
+) -> Iterator[Any]:
+    settings: SettingsResource = context.resources.settings
+    mlflow: MlflowResource = context.resources.mlflow
+    lake = context.resources.lake_store.lake
+    s = settings.get()
+    history = champion_history(lake, spec.champion_key)
+    passed: list[tuple[dt.date, dict]] = []
+    rows, oofs, verdicts, figures = [], [], [], {}
+    for as_of in sessions_of(context.partition_keys):
+        try:
+            trained = spec.train(inputs, as_of, s, context.log.info)
+        except NotTrainable as why:
+            context.log.warning(f"{spec.name} as of {as_of}: {why}")
+            rows.append(
+                {
+                    "date": as_of,
+                    "model": spec.name,
+                    "passed_gate": False,
+                    "n_trials": 0,
+                    "verdict": f"not trained: {why}",
+                }
+            )
+            verdicts.append((as_of, f"not trained: {why}", {}))
+            continue
+        champ = _champion_metrics(mlflow, champion_as_of(history, as_of), passed)
+        decision = spec.decide(trained.metrics, champ, s)
+        with (
+            mlflow.start_run_for(
+                context,
+                data_fingerprint=data_fingerprint(trained.fingerprint),
+                run_name=f"{spec.name}@{as_of}",
+                tags={"trademl.sleeve": spec.name, "trademl.as_of": str(as_of)},
+            ) as run,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            uri = _log_trained(run, trained, as_of, Path(tmp))
+            run.set_tags({"trademl.gate": "passed" if decision.promote else "refused"})
+        version = mlflow.register(run.run_id, uri, spec.name)
+        if decision.promote:
+            passed.append((as_of, trained.metrics))
+        else:
+            mlflow.refuse(spec.name, version, decision.reasons())
+        figures = trained.figures
+        verdicts.append((as_of, decision.summary(), {c.name: c for c in decision.failed()}))
+        rows.append(
+            {
+                "date": as_of,
+                "model": spec.name,
+                "version": version,
+                "run_id": run.run_id,
+                "model_uri": uri,
+                "passed_gate": decision.promote,
+                "n_trials": trained.n_trials,
+                "verdict": decision.summary(),
+                "info": _json(trained.info),
+                **{k: _float(trained.metrics.get(k)) for k in spec.row_metrics},
+            }
+        )
+        if trained.oof is not None and trained.layout is not None:
+            oofs.append(
+                trained.oof.with_columns(
+                    pl.lit(as_of).alias("as_of"),
+                    pl.lit(version).alias("version"),
+                    pl.lit(decision.promote).alias("passed_gate"),
+                    pl.lit(trained.n_trials).alias("n_trials"),
+                    pl.lit(_float(trained.metrics.get("pbo"))).alias("sleeve_pbo"),
+                    pl.lit(_float(trained.metrics.get("dsr"))).alias("sleeve_dsr"),
+                    pl.lit(trained.layout.to_json()).alias("layout"),
+                )
+            )
+    out = pl.DataFrame(rows, schema=_model_row_schema(spec))
+    last = out.row(-1, named=True)
+    meta: dict[str, Any] = {
+        "version": str(last["version"]),
+        "passed_gate": bool(last["passed_gate"]),
+        "verdict": str(last["verdict"]),
+        **{k: dg.MetadataValue.float(_float(last[k])) for k in spec.row_metrics},
+    }
+    meta |= {
+        name.split("/")[-1].removesuffix(".png"): figure_metadata(fig)
+        for name, fig in list(figures.items())[:2]
+    }
+    yield dg.Output(out, output_name=spec.model_key, metadata=meta)
+    if spec.kind == "alpha":
+        frame = (
+            pl.concat(oofs, how="diagonal_relaxed")
+            if oofs
+            else pl.DataFrame(schema={"as_of": pl.Date, "date": pl.Date, "symbol": pl.String})
+        )
+        yield dg.Output(
+            frame.select("as_of", pl.exclude("as_of")),
+            output_name=spec.oof_key,
+            metadata=frame_metadata(frame, len(context.partition_keys)),
+        )
+    yield _gate_result(spec, verdicts)
+
+
+def _gate_result(spec: SleeveSpec, verdicts: list[tuple[dt.date, str, dict]]) -> Any:
+    """The verdict over the run's as-of sessions: failed bars with the value and the bar."""
+    failed = [(d, text, bad) for d, text, bad in verdicts if bad or text.startswith("not")]
+    meta: dict[str, Any] = {}
+    for d, _, bad in failed[-1:]:
+        meta = {
+            name: dg.MetadataValue.text(f"{c.value:.4g} vs bar {c.op} {c.threshold:.4g}")
+            for name, c in bad.items()
+        }
+        meta["session"] = dg.MetadataValue.text(str(d))
+    return dg.AssetCheckResult(
+        check_name=GATE,
+        asset_key=spec.model_key,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(f"{d}: {t}" for d, t, _ in failed[:6]) or "every bar passed",
+        metadata=meta,
+    )
+
+
+def _float(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
+
+
+def _json(d: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(dict(d), sort_keys=True, default=str)
+
+
+def champion_asset(spec: SleeveSpec) -> dg.AssetsDefinition:
+    """`<sleeve>_champion`: moves `champion` to the versions whose gate passed (the old one
+    keeps `previous_champion`); skipped when none did; its partitions are the history."""
+
+    @dg.asset(
+        name=spec.champion_key,
+        partitions_def=SESSIONS,
+        backfill_policy=SINGLE_RUN,
+        group_name=spec.group,
         io_manager_key="lake",
-        ins={"model": dg.AssetIn(model_asset)},
+        ins={"model": dg.AssetIn(spec.model_key)},
         metadata={"partition_column": "date"},
         kinds={"mlflow"},
-        description=f"Moves `champion` of `{registered}` to the version that passed its gate.",
+        output_required=False,
+        description=f"Moves `champion` of `{spec.name}` to the version that passed its gate.",
     )
     def _champion(
         context: dg.AssetExecutionContext,
         model: pl.DataFrame,
         mlflow: MlflowResource,
         lake_store: LakeResource,
-    ) -> dg.Output[pl.DataFrame]:
-        history = champion_history(lake_store.lake, key)
-        out = promote_passed(context, model, mlflow, registered, reason_keys, history)
-        return dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
+    ) -> Iterator[dg.Output[pl.DataFrame]]:
+        ok = model.filter(pl.col("passed_gate") & pl.col("version").is_not_null())
+        if ok.height == 0:
+            context.log.info(f"{spec.name}: no version passed its gate; `champion` stays")
+            return
+        history = champion_history(lake_store.lake, spec.champion_key)
+        out = promote_passed(context, ok, mlflow, spec.name, history)
+        yield dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
 
     return _champion
 
 
-def register_judged(
-    mlflow: MlflowResource,
-    *,
-    name: str,
-    run_id: str,
-    model_uri: str,
-    as_of: dt.date,
-    passed: bool,
-    check: str,
-    reason: str,
-    failures: list[str],
-) -> dict[str, Any]:
-    """Register a new `challenger` version; a failed gate tags it refused (with `reason`) and
-    records the failure. Returns the row every sleeve's model asset starts from."""
-    version = mlflow.register(run_id, model_uri, name)
-    if not passed:
-        mlflow.refuse(name, version, {check: reason})
-        failures.append(f"{as_of}: {reason}")
-    return {
-        "date": as_of,
-        "version": version,
-        "run_id": run_id,
-        "model_uri": model_uri,
-        "passed_gate": passed,
-    }
+def scores_asset(spec: SleeveSpec) -> dg.AssetsDefinition:
+    """`<sleeve>_scores`: per session, the champion's scores as of that session (never a
+    later one) and, when the newest registered version as of it is another one, that
+    challenger's too (role ``challenger``); no champion yet → no champion rows."""
+    score = spec.score
+    if score is None:
+        raise ValueError(f"sleeve {spec.name} has no score function: it cannot be scored")
 
-
-def gate_result(check_name: str, failures: list[str], ok: str) -> dg.AssetCheckResult:
-    """The blocking gate's verdict over a run's as-of sessions (any failure blocks)."""
-    return dg.AssetCheckResult(
-        check_name=check_name,
-        passed=not failures,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(failures[:6]) or ok,
+    @dg.asset(
+        name=spec.scores_key,
+        partitions_def=SESSIONS,
+        backfill_policy=SINGLE_RUN,
+        group_name=spec.group,
+        io_manager_key="lake",
+        ins=dict(spec.score_ins),
+        metadata={"partition_column": "date"},
+        kinds=set(spec.score_kinds),
+        required_resource_keys={"settings", "mlflow", "lake_store"},
+        description=f"Scores of `{spec.name}`'s champion (and challenger) as of each session.",
     )
+    def _scores(context: dg.AssetExecutionContext, **inputs: Any) -> dg.Output[pl.DataFrame]:
+        s = context.resources.settings.get()
+        lake = context.resources.lake_store.lake
+        history = champion_history(lake, spec.champion_key)
+        registered = model_rows(lake, spec.model_key)
+        parts, used, missing = [], {}, 0
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = ModelCache(context.resources.mlflow, spec.load, tmp)
+            for session in sessions_of(context.partition_keys):
+                champ = champion_as_of(history, session)
+                if champ is None:
+                    missing += 1
+                for role, row in zip(
+                    ROLES, (champ, challenger_as_of(registered, history, session)), strict=True
+                ):
+                    if row is None:
+                        continue
+                    day = score(cache.get(row), inputs, session, s)
+                    parts.append(
+                        day.select("symbol", "score").with_columns(
+                            pl.lit(session).alias("date"),
+                            pl.lit(str(row["version"])).alias("model_version"),
+                            pl.lit(role).alias("role"),
+                        )
+                    )
+                    used[f"{session} {role}"] = str(row["version"])
+        out = (
+            pl.concat(parts).select(list(SCORE_SCHEMA)).cast(SCORE_SCHEMA)
+            if parts
+            else pl.DataFrame(schema=SCORE_SCHEMA)
+        )
+        if missing:
+            context.log.warning(f"{missing} sessions have no {spec.name} champion: no scores")
+        meta = frame_metadata(out, len(context.partition_keys))
+        meta["sessions_without_champion"] = dg.MetadataValue.int(missing)
+        meta["model_versions"] = dg.MetadataValue.json(sorted(set(used.values())))
+        return dg.Output(out, metadata=meta)
 
-
-def champion_history(lake: Lake, champion_asset: str) -> pl.DataFrame:
-    """Every promotion recorded by `champion_asset`, oldest first."""
-    keys = lake.partitions(champion_asset)
-    if not keys:
-        return pl.DataFrame(schema=CHAMPION_SCHEMA)
-    return lake.scan(champion_asset, keys).collect().sort("date")
-
-
-def model_trials(lake: Lake, model_asset: str) -> dict[str, int]:
-    """{version: n_trials} of every snapshot `model_asset` registered (for DSR deflation)."""
-    keys = lake.partitions(model_asset)
-    if not keys:
-        return {}
-    rows = lake.scan(model_asset, keys).select("version", "n_trials").collect()
-    return {str(v): int(n) for v, n in rows.iter_rows()}
-
-
-def champion_as_of(history: pl.DataFrame, session: dt.date) -> dict[str, Any] | None:
-    """The champion promoted most recently on or before `session` (never a later one)."""
-    known = history.filter(pl.col("date") <= session)
-    return known.row(-1, named=True) if known.height else None
-
-
-class ModelCache:
-    """Downloads each champion version once per run and opens it with `loader`."""
-
-    def __init__(self, mlflow: MlflowResource, loader: Any, tmp: str) -> None:
-        self._mlflow, self._loader, self._tmp = mlflow, loader, Path(tmp)
-        self._cache: dict[str, Any] = {}
-
-    def get(self, row: dict[str, Any]) -> Any:
-        version = row["version"]
-        if version not in self._cache:
-            local = self._mlflow.download(row["model_uri"], self._tmp / f"v{version}")
-            self._cache[version] = self._loader(local)
-        return self._cache[version]
+    return _scores

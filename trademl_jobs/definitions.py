@@ -9,27 +9,19 @@ from resources.lake import LakeIOManager, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.config import Settings, config_path
-from trademl_assets import (
-    data,
-    equities,
-    execution,
-    features,
-    forecasts,
-    labels,
-    policy,
-    portfolio,
-)
+from trademl_assets import data, execution, features, forecasts, labels, portfolio, report, shadow
 from trademl_assets.partitions import SETTINGS
+from trademl_assets.registry import ALPHA, SIZING, STACKER, sleeve_assets
 from trademl_jobs.jobs import (
+    alpha_train_job,
     daily_job,
     daily_schedule,
-    equities_train_job,
-    forecasts_train_job,
     reconciliation_job,
     reconciliation_schedule,
+    sizing_train_job,
     trade_job,
-    weekly_forecasts_schedule,
     weekly_retrain_schedule,
+    weekly_sizing_schedule,
 )
 from trademl_jobs.sensors import live_ic_retrain_sensor, trade_after_daily_sensor
 
@@ -73,15 +65,25 @@ def resources_for(settings: Settings) -> dict[str, object]:
     }
 
 
+ASSETS = [
+    *dg.load_assets_from_modules([data, features, labels, execution]),
+    forecasts.oos_signals,
+    *sleeve_assets(),
+    portfolio.alpha_scores_asset(ALPHA, STACKER),
+    portfolio.target_weights,
+    portfolio.backtest,
+    shadow.shadow_weights_asset(ALPHA, STACKER, SIZING),
+    shadow.shadow_books,
+    report.daily_report,
+]
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(
-        [data, features, labels, equities, forecasts, policy, portfolio, execution]
-    ),
-    jobs=[daily_job, equities_train_job, forecasts_train_job, trade_job, reconciliation_job],
+    assets=ASSETS,
+    jobs=[daily_job, alpha_train_job, sizing_train_job, trade_job, reconciliation_job],
     schedules=[
         daily_schedule,
         weekly_retrain_schedule,
-        weekly_forecasts_schedule,
+        weekly_sizing_schedule,
         reconciliation_schedule,
     ],
     sensors=[live_ic_retrain_sensor, trade_after_daily_sensor],

@@ -1,34 +1,55 @@
-"""Jobs and schedules: the daily session run."""
+"""Jobs and schedules: the daily session run, the weekly trainings, trading, reconciliation."""
 
 import dagster as dg
 
 from trademl_assets.partitions import CALENDAR, SESSIONS
+from trademl_assets.registry import ALPHA, SIZING, STACKER
 
+#: What a session needs every day: data, features, labels, every sleeve champion's scores,
+#: the router, the book (target and sized weights), the shadow books and the backtest.
 DAILY_SELECTION = dg.AssetSelection.groups("data", "features") | dg.AssetSelection.assets(
-    "equities_xs_scores", "forecast_scores", "policy_actions", "target_weights", "backtest"
+    *[sp.scores_key for sp in ALPHA],
+    "alpha_scores",
+    "target_weights",
+    "sized_weights",
+    "shadow_weights",
+    "shadow_books",
+    "backtest",
 )
-TRAIN_SELECTION = dg.AssetSelection.assets("equities_xs_model", "equities_xs_champion")
+#: Every alpha sleeve (and the OOS signals the forecasts sleeve is judged on), then the
+#: stacker over the sleeves that passed: train → gate → champion, as of one session.
+ALPHA_TRAIN_SELECTION = dg.AssetSelection.assets(
+    "oos_signals",
+    *[k for sp in ALPHA for k in (sp.model_key, sp.oof_key, sp.champion_key)],
+    *([STACKER.model_key, STACKER.champion_key] if STACKER else []),
+)
+SIZING_TRAIN_SELECTION = dg.AssetSelection.assets(
+    *[k for sp in SIZING for k in (sp.model_key, sp.champion_key)]
+)
 
 daily_job = dg.define_asset_job(
     "daily",
     selection=DAILY_SELECTION,
     partitions_def=SESSIONS,
-    description="Bars, QC, features, labels, champion scores, target weights and the trailing "
-    "backtest of one session (or a range: a single-run backfill).",
+    description="Bars, QC, features, labels, champion scores, the served alpha, target and "
+    "sized weights, shadow books and the trailing backtest of one session (or a range: a "
+    "single-run backfill).",
 )
 
-forecasts_train_job = dg.define_asset_job(
-    "forecasts_train",
-    selection=dg.AssetSelection.assets(
-        "oos_signals",
-        "oos_forecaster",
-        "oos_forecaster_champion",
-        "grpo_policy",
-        "grpo_policy_champion",
-    ),
+alpha_train_job = dg.define_asset_job(
+    "alpha_train",
+    selection=ALPHA_TRAIN_SELECTION,
     partitions_def=SESSIONS,
-    description="OOS signals up to a session, the live forecasters and the GRPO policy as of "
-    "it, each promoted only through its blocking gate.",
+    description="Every alpha sleeve as of a session (CPCV sleeves, the forecasters on their "
+    "OOS signals), then the stacker over those that passed: each through its gate.",
+)
+
+sizing_train_job = dg.define_asset_job(
+    "sizing_train",
+    selection=SIZING_TRAIN_SELECTION,
+    partitions_def=SESSIONS,
+    description="The sizing policies as of a session, trained on the book's history and "
+    "judged sized vs unsized on later sessions.",
 )
 
 trade_job = dg.define_asset_job(
@@ -45,22 +66,15 @@ reconciliation_job = dg.define_asset_job(
     description="After the orders executed: the broker's fills and positions vs the plan.",
 )
 
-equities_train_job = dg.define_asset_job(
-    "equities_train",
-    selection=TRAIN_SELECTION,
-    partitions_def=SESSIONS,
-    description="Train the equities alpha as of a session (CPCV + HPO), gate and promote it.",
-)
-
 
 @dg.schedule(
-    job=equities_train_job,
+    job=alpha_train_job,
     cron_schedule="0 19 * * 5",
     execution_timezone=str(CALENDAR.tz),
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Every Friday evening: retrain as of the latest completed session."""
+    """Every Friday evening: every alpha sleeve and the stacker as of the latest session."""
     session = CALENDAR.latest_completed_session(context.scheduled_execution_time)
     return dg.RunRequest(run_key=f"retrain-{session}", partition_key=session.isoformat())
 
@@ -102,12 +116,13 @@ def reconciliation_schedule(
 
 
 @dg.schedule(
-    job=forecasts_train_job,
+    job=sizing_train_job,
     cron_schedule="0 21 * * 5",
     execution_timezone=str(CALENDAR.tz),
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
-def weekly_forecasts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Every Friday night: signals, forecasters and policy as of the latest session."""
+def weekly_sizing_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every Friday night, after the alpha retrain: the sizing policies as of the latest
+    session."""
     session = CALENDAR.latest_completed_session(context.scheduled_execution_time)
-    return dg.RunRequest(run_key=f"forecasts-{session}", partition_key=session.isoformat())
+    return dg.RunRequest(run_key=f"sizing-{session}", partition_key=session.isoformat())

@@ -1,32 +1,35 @@
-"""Sensors: trade after the daily run; retrain the equities alpha when live rank IC decays."""
+"""Sensors: trade after the daily run; retrain the alpha sleeves when the served alpha's live
+rank IC decays."""
 
 import dagster as dg
+import polars as pl
 
 from resources.lake import LakeError, LakeResource
 from resources.settings import SettingsResource
 from trademl.models.equities.monitor import live_rank_ic
 from trademl_assets.partitions import SESSIONS
-from trademl_jobs.jobs import daily_job, equities_train_job, trade_job
+from trademl_jobs.jobs import alpha_train_job, daily_job, trade_job
 
 
 @dg.sensor(
-    job=equities_train_job,
+    job=alpha_train_job,
     minimum_interval_seconds=3600,
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def live_ic_retrain_sensor(
     context: dg.SensorEvaluationContext, lake_store: LakeResource, settings: SettingsResource
 ) -> dg.RunRequest | dg.SkipReason:
-    """Request a retrain as of the latest session when live rank IC < `equities.live_ic_floor`."""
+    """Request a retrain as of the latest session when the live rank IC of the model-served
+    alpha scores (every path but the fit-free fallback) < `equities.live_ic_floor`."""
     cfg = settings.get().equities
     keys = SESSIONS.get_partition_keys()[-cfg.live_ic_window :]
     lake = lake_store.lake
-    written = set(lake.partitions("equities_xs_scores")) & set(lake.partitions("labels"))
+    written = set(lake.partitions("alpha_scores")) & set(lake.partitions("labels"))
     window = [k for k in keys if k in written]
     if len(window) < cfg.live_ic_window // 2:
         return dg.SkipReason(f"only {len(window)} of {len(keys)} sessions have scores and labels")
     try:
-        scores = lake.scan("equities_xs_scores", window).collect()
+        scores = lake.scan("alpha_scores", window).filter(pl.col("path") != "fit_free").collect()
         labels = lake.scan("labels", window).collect()
     except LakeError as exc:
         return dg.SkipReason(str(exc))

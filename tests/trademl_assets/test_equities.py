@@ -1,6 +1,10 @@
-"""Equities sleeve as assets: train → gate → promote → score, with a real MLflow store."""
+"""A CPCV sleeve through the sleeve interface, with a real MLflow store: train → gate →
+champion → scores as of each session; OOF with its layout; a refusal is a verdict."""
 
 from __future__ import annotations
+
+import datetime as dt
+import json
 
 import dagster as dg
 import polars as pl
@@ -10,16 +14,20 @@ from resources.lake import Lake, LakeIOManager, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from tests.trademl_assets.conftest import RANGE_END, RANGE_START
+from trademl.validation.layout import SplitLayout
 from trademl_assets.data import bars
-from trademl_assets.equities import equities_xs_champion, equities_xs_model, equities_xs_scores
+from trademl_assets.equities import equities_spec
 from trademl_assets.features import features
 from trademl_assets.labels import labels
 from trademl_assets.partitions import SESSIONS
+from trademl_assets.sleeves import champion_asset, model_assets, scores_asset
 
 KEYS = SESSIONS.get_partition_keys()[:300]
-ASSETS = [bars, features, labels, equities_xs_model, equities_xs_champion, equities_xs_scores]
+SPEC = equities_spec("lgbm")
+ASSETS = [bars, features, labels, model_assets(SPEC), champion_asset(SPEC), scores_asset(SPEC)]
 TRAIN = """
 equities:
+  models: [lgbm]
   n_trials: 2
   n_estimators: 40
   n_groups: 4
@@ -33,6 +41,7 @@ LENIENT = (
     "ic_margin_vs_baseline: -1.0}"
 )
 STRICT = "{min_path_sharpe: 50.0}"
+MODEL = ["equities_lgbm_model", "equities_lgbm_oof", "equities_lgbm_champion"]
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +59,9 @@ def env(tmp_path_factory):
     return base, home
 
 
-def _run(base, home, keys, selection, promotion, raise_on_error=True):
-    cfg = home / f"cfg_{abs(hash(promotion))}.yaml"
-    cfg.write_text(TRAIN.format(promotion=promotion))
+def _run(base, home, keys, selection, promotion, cfg_text=TRAIN):
+    cfg = home / f"cfg_{abs(hash((promotion, cfg_text)))}.yaml"
+    cfg.write_text(cfg_text.format(promotion=promotion))
     tags = {RANGE_START: keys[0], RANGE_END: keys[-1]} if len(keys) > 1 else {}
     return dg.materialize(
         ASSETS,
@@ -61,79 +70,92 @@ def _run(base, home, keys, selection, promotion, raise_on_error=True):
         tags=tags,
         instance=dg.DagsterInstance.ephemeral(),
         resources={**base, "settings": SettingsResource(config_path=str(cfg))},
-        raise_on_error=raise_on_error,
+        raise_on_error=False,
     )
 
 
-def test_train_promote_score_then_a_failing_gate_moves_nothing(env):
+def _materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def test_train_promote_score_then_a_refusal_is_a_verdict_and_moves_nothing(env):
     base, home = env
     as_of = KEYS[-1]
     mlflow: MlflowResource = base["mlflow"]
-    first = _run(base, home, [as_of], ["equities_xs_model", "equities_xs_champion"], LENIENT)
+    first = _run(base, home, [as_of], MODEL, LENIENT)
     assert first.success
     (gate,) = first.get_asset_check_evaluations()
     assert gate.passed and gate.check_name == "promotion_gate"
-    assert str(mlflow.alias_version("equities_xs", "champion").version) == "1"
-    run = mlflow.client().get_run(mlflow.alias_version("equities_xs", "champion").run_id)
+    assert str(mlflow.alias_version("equities_lgbm", "champion").version) == "1"
+    run = mlflow.client().get_run(mlflow.alias_version("equities_lgbm", "champion").run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["dagster.partition"] == as_of
     assert run.data.metrics["oos_rank_ic"] > 0.03  # planted rank IC ≈ 0.15
-    bundle = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "bundle")}
-    for name in ("model.onnx", "model.native", "features.json", "feature_list.json", "oof.parquet"):
-        assert f"bundle/{name}" in bundle, bundle
+    arts = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "oof")}
+    assert {"oof/oof.parquet", "oof/layout.json"} <= arts
+    # the registered model is the scoring bundle: ONNX with its own features.json
+    version = mlflow.client().get_model_version("equities_lgbm", "1")
+    local = mlflow.download(f"models:/equities_lgbm/{version.version}", home / "dl")
+    assert {"model.onnx", "features.json", "feature_list.json"} <= {p.name for p in local.iterdir()}
 
-    scored = _run(base, home, [as_of], ["equities_xs_scores"], LENIENT)
-    assert scored.success
+    # the OOF table: one row per training sample, every CPCV path, and the layout
     lake = Lake(home / "lake")
-    scores = lake.scan("equities_xs_scores", [as_of]).collect()
+    oof = lake.scan("equities_lgbm_oof", [as_of]).collect()
+    layout = SplitLayout.from_dict(json.loads(oof.get_column("layout")[0]))
+    assert layout.kind == "cpcv" and len(layout.groups) == 4 and layout.n_paths == 1
+    assert {"date", "symbol", "t1", "y", "oof_path_0", "version", "passed_gate"} <= set(oof.columns)
+    assert oof.get_column("t1").max() <= dt.date.fromisoformat(as_of)  # labels known by then
+    assert oof.get_column("passed_gate").all()
+
+    scored = _run(base, home, [as_of], ["equities_lgbm_scores"], LENIENT)
+    assert scored.success
+    scores = lake.scan("equities_lgbm_scores", [as_of]).collect()
     bars_today = lake.scan("bars", [as_of]).collect()
     assert scores.height == bars_today.height
     assert scores.get_column("model_version").unique().to_list() == ["1"]
+    assert scores.get_column("role").unique().to_list() == ["champion"]
     assert scores.get_column("score").is_finite().all()
     # a session before any promotion has no champion as of its date: no scores, no look-ahead
-    early = _run(base, home, [KEYS[-5]], ["equities_xs_scores"], LENIENT)
+    early = _run(base, home, [KEYS[-5]], ["equities_lgbm_scores"], LENIENT)
     assert early.success
-    assert lake.scan("equities_xs_scores", [KEYS[-5]]).collect().height == 0
+    assert lake.scan("equities_lgbm_scores", [KEYS[-5]]).collect().height == 0
 
-    second = _run(
-        base, home, [as_of], ["equities_xs_model", "equities_xs_champion"], STRICT,
-        raise_on_error=False,
-    )  # fmt: skip
+    second = _run(base, home, [as_of], MODEL, STRICT)
+    assert second.success  # a refusal is a verdict, not a crash
     (gate,) = second.get_asset_check_evaluations()
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
     assert "path_sharpe_median" in gate.description
-    materialized = {e.asset_key.to_user_string() for e in second.get_asset_materialization_events()}
-    assert materialized == {"equities_xs_model"}  # the promotion step never ran
-    assert str(mlflow.alias_version("equities_xs", "champion").version) == "1"
-    assert str(mlflow.alias_version("equities_xs", "challenger").version) == "2"
-    refused = mlflow.client().get_model_version("equities_xs", "2").tags
+    assert "vs bar ≥ 50" in gate.metadata["path_sharpe_median"].value  # value and the bar
+    assert "max_drawdown" not in gate.metadata  # only the failed bars
+    assert _materialized(second) == {"equities_lgbm_model", "equities_lgbm_oof"}
+    assert str(mlflow.alias_version("equities_lgbm", "champion").version) == "1"
+    assert str(mlflow.alias_version("equities_lgbm", "challenger").version) == "2"
+    refused = mlflow.client().get_model_version("equities_lgbm", "2").tags
     assert any(k.startswith("promotion.refused") for k in refused)
-    row = lake.scan("equities_xs_model", [as_of]).collect()
-    assert row.get_column("version").to_list() == ["2"]
-    assert not row.get_column("passed_gate").item()
-    assert isinstance(row, pl.DataFrame)
+    row = lake.scan("equities_lgbm_model", [as_of]).collect().row(0, named=True)
+    assert row["version"] == "2" and not row["passed_gate"]
+    assert "path_sharpe_median" in row["verdict"]
+    # the refused challenger trades in the shadow: scored beside the champion
+    again = _run(base, home, [as_of], ["equities_lgbm_scores"], LENIENT)
+    assert again.success
+    both = lake.scan("equities_lgbm_scores", [as_of]).collect()
+    roles = dict(both.select("role", "model_version").unique().iter_rows())
+    assert roles == {"champion": "1", "challenger": "2"}
 
 
 def test_triple_barrier_classifier_snapshot_logs_calibration(env):
     base, home = env
     cfg = TRAIN.replace("equities:\n", "equities:\n  objective: classification\n")
     mlflow: MlflowResource = base["mlflow"]
-    before = {v.version for v in mlflow.client().search_model_versions("name='equities_xs'")}
-    path = home / "cls.yaml"
-    path.write_text(cfg.format(promotion=STRICT))
-    result = dg.materialize(
-        ASSETS,
-        selection=["equities_xs_model", "equities_xs_champion"],
-        partition_key=KEYS[-1],
-        instance=dg.DagsterInstance.ephemeral(),
-        resources={**base, "settings": SettingsResource(config_path=str(path))},
-        raise_on_error=False,
-    )
+    before = {v.version for v in mlflow.client().search_model_versions("name='equities_lgbm'")}
+    result = _run(base, home, [KEYS[-1]], MODEL, STRICT, cfg_text=cfg)
     (gate,) = result.get_asset_check_evaluations()
-    assert not gate.passed  # strict bars: refused, and nothing promoted
-    new = {v.version for v in mlflow.client().search_model_versions("name='equities_xs'")} - before
-    (version,) = new
-    run = mlflow.client().get_run(mlflow.client().get_model_version("equities_xs", version).run_id)
+    assert result.success and not gate.passed  # strict bars: refused, and nothing promoted
+    new = {v.version for v in mlflow.client().search_model_versions("name='equities_lgbm'")}
+    (version,) = new - before
+    run = mlflow.client().get_run(
+        mlflow.client().get_model_version("equities_lgbm", version).run_id
+    )
     assert 0.0 < run.data.metrics["brier"] < 0.3
     plots = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "plots")}
     assert "plots/reliability.png" in plots
@@ -144,25 +166,26 @@ def test_a_backfilled_session_faces_its_own_champion_and_leaves_the_alias(env):
     (none here), not with today's, which saw later data; and `champion` never moves back."""
     base, home = env
     mlflow: MlflowResource = base["mlflow"]
-    champion = mlflow.alias_version("equities_xs", "champion")
+    champion = mlflow.alias_version("equities_lgbm", "champion")
     assert champion is not None and str(champion.version) == "1"  # promoted as of KEYS[-1]
     # a margin no model can beat: only a gate that (wrongly) faces v1 would refuse
     unbeatable = LENIENT.replace("}", ", ic_margin_vs_champion: 1.0}")
-    early = KEYS[-25]  # the 12-1 baseline needs 253 sessions of bars: KEYS holds 300
-    run = _run(base, home, [early], ["equities_xs_model", "equities_xs_champion"], unbeatable)
+    early = KEYS[-25]
+    run = _run(base, home, [early], MODEL, unbeatable)
     assert run.success
     (gate,) = run.get_asset_check_evaluations()
     assert gate.passed, gate.description
     lake = Lake(home / "lake")
-    row = lake.scan("equities_xs_model", [early]).collect().row(0, named=True)
+    row = lake.scan("equities_lgbm_model", [early]).collect().row(0, named=True)
     assert row["passed_gate"]
-    assert str(mlflow.alias_version("equities_xs", "champion").version) == "1"  # not moved back
-    tags = mlflow.client().get_model_version("equities_xs", row["version"]).tags
+    assert str(mlflow.alias_version("equities_lgbm", "champion").version) == "1"  # not back
+    tags = mlflow.client().get_model_version("equities_lgbm", row["version"]).tags
     assert any(k.startswith("promotion.") and "refused" not in k for k in tags), tags
-    history = lake.scan("equities_xs_champion", [early, KEYS[-1]]).collect().sort("date")
+    history = lake.scan("equities_lgbm_champion", [early, KEYS[-1]]).collect().sort("date")
     assert history.get_column("version").to_list() == [row["version"], "1"]
     # a session between the two promotions is scored by the backfilled snapshot
     mid = KEYS[-12]
-    assert _run(base, home, [mid], ["equities_xs_scores"], LENIENT).success
-    scored = lake.scan("equities_xs_scores", [mid]).collect()
-    assert scored.get_column("model_version").unique().to_list() == [row["version"]]
+    assert _run(base, home, [mid], ["equities_lgbm_scores"], LENIENT).success
+    scored = lake.scan("equities_lgbm_scores", [mid]).collect()
+    champ = scored.filter(pl.col("role") == "champion")
+    assert champ.get_column("model_version").unique().to_list() == [row["version"]]

@@ -1,7 +1,8 @@
-"""target_weights → backtest → daily_report → orders → blotter as Dagster assets.
+"""alpha_scores → target_weights → sized_weights → backtest → daily_report → orders →
+blotter as Dagster assets.
 
 One module-scoped lake: bars/features for the backtest window on a 12-name synthetic market
-(no champion alpha, so the portfolio trades the configured fallback signal), then the
+(no champion alpha, so the router serves the configured fit-free fallback), then the
 portfolio and execution assets for the latest session, against the dry-run broker and a
 local fake of Alpaca's trading API.
 """
@@ -20,26 +21,13 @@ from resources.lake import Lake, LakeIOManager, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource
 from tests.trademl.execution.fake_alpaca import FakeAlpaca
-from trademl_assets.data import bars
-from trademl_assets.equities import equities_xs_scores
-from trademl_assets.execution import blotter, orders
-from trademl_assets.features import features
 from trademl_assets.partitions import BACKTEST_WINDOW, FEATURE_WINDOW, SESSIONS, SETTINGS
-from trademl_assets.portfolio import backtest, daily_report, target_weights
-from trademl_jobs.definitions import defs
+from trademl_assets.registry import ALPHA
+from trademl_jobs.definitions import ASSETS, defs
 
 KEYS = SESSIONS.get_partition_keys()
 LATEST = KEYS[-1]
-ASSETS = [
-    bars,
-    features,
-    equities_xs_scores,
-    target_weights,
-    backtest,
-    daily_report,
-    orders,
-    blotter,
-]
+BOOK = [*[sp.scores_key for sp in ALPHA], "alpha_scores", "target_weights", "sized_weights"]
 RANGE = {"start": "dagster/asset_partition_range_start", "end": "dagster/asset_partition_range_end"}
 KEY_ID, SECRET = "PKTESTKEY0123456789", "s3cr3t-SECRET-value-987654321"
 
@@ -77,14 +65,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     e.reports = home / "reports"
     window = KEYS[-BACKTEST_WINDOW:]
     assert e.run(KEYS[-(BACKTEST_WINDOW + FEATURE_WINDOW) :], ["bars"]).success
-    r = e.run(window, ["features", "equities_xs_scores", "target_weights"])
+    r = e.run(window, ["features", *BOOK, "shadow_weights"])
     assert r.success
     return e
 
 
 def test_target_weights_hold_the_caps_and_are_dollar_neutral(env: Env) -> None:
     w = env.lake.scan("target_weights", KEYS[-BACKTEST_WINDOW:]).collect()
-    assert w.get_column("source").unique().to_list() == ["fallback:mom_12_1"]  # no champion
+    assert w.get_column("source").unique().to_list() == ["fit_free"]  # no champion
+    assert w.get_column("models").unique().to_list() == ['{"fit_free": "mom_12_1"}']
     per = w.group_by("date").agg(
         pl.col("weight").sum().alias("net"),
         pl.col("weight").abs().sum().alias("gross"),
@@ -102,7 +91,7 @@ def test_target_weights_hold_the_caps_and_are_dollar_neutral(env: Env) -> None:
 
 
 def test_backtest_report_orders_and_blotter_of_the_latest_session(env: Env) -> None:
-    r = env.run([LATEST], ["backtest", "daily_report", "orders", "blotter"])
+    r = env.run([LATEST], ["shadow_books", "backtest", "daily_report", "orders", "blotter"])
     assert r.success
     bt = env.lake.scan("backtest", [LATEST]).collect()
     assert bt.height == BACKTEST_WINDOW and bt.get_column("date").unique().to_list() == [
@@ -116,7 +105,14 @@ def test_backtest_report_orders_and_blotter_of_the_latest_session(env: Env) -> N
 
     report = json.loads((env.reports / f"equities_{LATEST}.json").read_text())
     assert report["session"] == LATEST and report["qc"]["status"] in {"GREEN", "YELLOW"}
-    assert report["signal_sources"] == ["fallback:mom_12_1"]
+    assert report["signal_sources"] == ["fit_free"]
+    assert report["serving"] == {
+        "path": "fit_free",
+        "models": {"fit_free": "mom_12_1"},
+        "sizer": "identity",
+        "n_trials": 1,
+    }
+    assert [b["book"] for b in report["shadow_books"]] == ["served"]  # no challenger at all
     # a fit-free fallback was searched once: its DSR deflates for one trial (= PSR)
     assert bt.get_column("n_trials").unique().to_list() == [1]
     assert report["backtest"]["n_trials"] == 1
@@ -124,6 +120,7 @@ def test_backtest_report_orders_and_blotter_of_the_latest_session(env: Env) -> N
     assert report["expected_costs"]["total"] > 0
     md = (env.reports / f"equities_{LATEST}.md").read_text()
     assert f"# Equities — {LATEST}" in md and "Top longs" in md
+    assert "FIT-FREE fallback feature" in md and "no model has earned its place" in md
     for plot in ("equity", "drawdown", "rolling_rank_ic", "turnover"):
         assert (env.reports / f"equities_{LATEST}_{plot}.png").read_bytes()[
             :8
@@ -138,7 +135,7 @@ def test_backtest_report_orders_and_blotter_of_the_latest_session(env: Env) -> N
     assert f"report/equities_{LATEST}_equity.png" in arts
 
     o = env.lake.scan("orders", [LATEST]).collect()
-    weights = env.lake.scan("target_weights", [LATEST]).collect()
+    weights = env.lake.scan("sized_weights", [LATEST]).collect()
     assert o.height == (weights.get_column("weight") != 0).sum()  # a flat book: one per name
     assert set(o.get_column("status").to_list()) == {"submitted"}
     assert o.get_column("client_order_id").n_unique() == o.height
@@ -194,23 +191,24 @@ def test_the_first_report_trades_from_a_flat_book(env: Env) -> None:
     """The earliest session with target weights has no previous book: the report prices the
     trades from flat (gross of the book), and a session without weights fails and says so."""
     first = KEYS[-BACKTEST_WINDOW]
-    assert env.run([first], ["backtest", "daily_report"]).success
+    assert env.run([first], ["shadow_books", "backtest", "daily_report"]).success
     report = json.loads((env.reports / f"equities_{first}.json").read_text())
     gross = report["positions"]["gross"]
     traded = report["expected_costs"]["traded_notional"]
     assert traded == pytest.approx(gross * SETTINGS.backtest.initial_capital, rel=1e-9)
     # a session with neither its own nor a previous book fails and names the input
     before = KEYS[-BACKTEST_WINDOW - 1]
-    env.lake.write_partitions(
-        "backtest",
-        env.lake.scan("backtest", [first])
-        .collect()
-        .with_columns(pl.lit(before).str.to_date().alias("date")),
-        [before],
-        "date",
-    )
+    for asset in ("backtest", "shadow_books"):
+        env.lake.write_partitions(
+            asset,
+            env.lake.scan(asset, [first])
+            .collect()
+            .with_columns(pl.lit(before).str.to_date().alias("date")),
+            [before],
+            "date",
+        )
     r = env.run([before], ["daily_report"])
     assert not r.success
     (failure,) = [e for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.step_failure_data.error
-    assert "target_weights" in str(error.cause) and "is written" in str(error.cause)
+    assert "sized_weights" in str(error.cause) and "is written" in str(error.cause)

@@ -1,4 +1,4 @@
-"""The live-IC retrain sensor asks for a retrain only when the champion's scores decay."""
+"""The live-IC retrain sensor asks for a retrain only when the model-served alpha decays."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def _frames(sign: float, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
         for i in range(20):
             rows_s.append((d, f"S{i:02d}", float(score[i])))
             rows_l.append((d, f"S{i:02d}", d, "fwd_ret_5", float(y[i])))
-    scores = pl.DataFrame(rows_s, schema=["date", "symbol", "score"], orient="row")
+    scores = pl.DataFrame(rows_s, schema=["date", "symbol", "score"], orient="row").with_columns(
+        pl.lit("stacker").alias("path")
+    )
     labels = pl.DataFrame(rows_l, schema=["date", "symbol", "t1", "name", "value"], orient="row")
     return scores, labels
 
@@ -45,7 +47,7 @@ def test_live_rank_ic_against_hand_truth():
 def _evaluate(tmp_path, sign: float):
     scores, labels = _frames(sign)
     lake = Lake(tmp_path / "lake")
-    lake.write_partitions("equities_xs_scores", scores, KEYS, "date")
+    lake.write_partitions("alpha_scores", scores, KEYS, "date")
     lake.write_partitions("labels", labels, KEYS, "t1")
     ctx = dg.build_sensor_context(
         resources={
@@ -65,6 +67,22 @@ def test_decayed_champion_triggers_a_retrain_as_of_the_latest_session(tmp_path):
 
 def test_healthy_champion_is_left_alone(tmp_path):
     assert isinstance(_evaluate(tmp_path, 1.0), dg.SkipReason)
+
+
+def test_a_book_served_by_the_fit_free_feature_is_not_a_model_to_retrain(tmp_path):
+    scores, labels = _frames(-1.0)
+    lake = Lake(tmp_path / "lake")
+    lake.write_partitions(
+        "alpha_scores", scores.with_columns(pl.lit("fit_free").alias("path")), KEYS, "date"
+    )
+    lake.write_partitions("labels", labels, KEYS, "t1")
+    ctx = dg.build_sensor_context(
+        resources={
+            "lake_store": LakeResource(root=str(tmp_path / "lake")),
+            "settings": SettingsResource(),
+        }
+    )
+    assert isinstance(live_ic_retrain_sensor(ctx), dg.SkipReason)
 
 
 def test_no_history_skips(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ def session_report(
     qc_reasons: str = "",
     top_n: int = 10,
     book_capital: float | None = None,
+    serving: Mapping[str, Any] | None = None,
+    shadow_books: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """One session's report as a dict.
 
@@ -56,6 +58,12 @@ def session_report(
     book_capital
         The model book's capital the trades were sized with (the report's costs are the
         model book's move from yesterday's targets, not the broker account's orders).
+    serving
+        How the session's book was made: the router's `path`, the `models` (sleeve →
+        version) behind it, the `sizer`, and `n_trials`.
+    shadow_books
+        One mapping per book (the served one and each challenger's shadow book): book, role,
+        sessions, net_return, sharpe, turnover, rank_ic.
     """
     w = weights.filter(pl.col("weight") != 0).sort("weight", descending=True)
     pick = ["symbol", "weight", "score"]
@@ -104,7 +112,17 @@ def session_report(
             for r in shorts.iter_rows(named=True)
         ],
         "backtest": {k: _num(v) for k, v in backtest_metrics.items()},
+        "serving": dict(serving or {}),
+        "shadow_books": [
+            {k: _num(v) if isinstance(v, float) else _plain(v) for k, v in b.items()}
+            for b in shadow_books
+        ],
     }
+
+
+def _plain(v: Any) -> Any:
+    """Dates as ISO text; anything else JSON already takes."""
+    return v.isoformat() if isinstance(v, dt.date) else v
 
 
 def _fmt(v: Any, pct: bool = False) -> str:
@@ -137,8 +155,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"# Equities — {report['session']}",
         "",
         f"QC: **{report['qc']['status']}** {report['qc']['reasons']}".rstrip(),
-        f"Signal: {', '.join(report['signal_sources']) or 'none'}; models: "
-        + (", ".join(f"{k} {v}" for k, v in report["models"].items()) or "none"),
+        _serving_line(report.get("serving") or {}, report),
         "",
         "| book | value |",
         "|---|---|",
@@ -161,9 +178,59 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         "| metric | value |",
         "|---|---|",
     ]
-    pct = {"cagr", "ann_vol", "max_drawdown", "avg_turnover", "hit_rate"}
+    pct = {"cagr", "ann_vol", "max_drawdown", "avg_turnover", "hit_rate", "benchmark_return"}
     lines += [f"| {k} | {_fmt(v, k in pct)} |" for k, v in bt.items()]
+    lines += _shadow_lines(report.get("shadow_books") or [])
     return "\n".join(lines) + "\n"
+
+
+_PATHS = {
+    "stacker": "the stacker champion over its sleeves' champions",
+    "stacker_subset": "a promoted stacker over the sleeves that scored (one was missing)",
+    "fallback_weights": "the configured fallback weights over the sleeve champions present",
+    "fit_free": "the FIT-FREE fallback feature: no model has earned its place yet",
+}
+
+
+def _serving_line(serving: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    """Which path served the book and every model version behind it, in words."""
+    if not serving:
+        return f"Signal: {', '.join(report['signal_sources']) or 'none'}"
+    models = serving.get("models") or {}
+    names = (
+        ", ".join(
+            f"{k} v{v}" if k != "fit_free" else f"feature {v}" for k, v in sorted(models.items())
+        )
+        or "none"
+    )
+    path = str(serving.get("path"))
+    return (
+        f"Served by **{path}** — {_PATHS.get(path, path)} ({names}); sizing: "
+        f"**{serving.get('sizer', 'identity')}**; configurations searched behind it: "
+        f"{serving.get('n_trials', 1)}"
+    )
+
+
+def _shadow_lines(books: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The served book and every challenger's shadow book, side by side."""
+    if not books:
+        return []
+    out = [
+        "",
+        "## Champion vs challengers (shadow books, same backtest and costs)",
+        "",
+        "| book | role | since | sessions | net return | Sharpe | turnover | rank IC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for b in books:
+        out.append(
+            f"| {b['book']} | {b['role']} | {b.get('first_session') or '—'} | {b['sessions']} | "
+            f"{_fmt(b.get('net_return'), True)} | {_fmt(b.get('sharpe'))} | "
+            f"{_fmt(b.get('turnover'), True)} | {_fmt(b.get('rank_ic'))} |"
+        )
+    if len(books) == 1:
+        out.append("\nNo challenger is registered beside the champions: no shadow book.")
+    return out
 
 
 def write_report(

@@ -8,7 +8,7 @@ once d has closed: the last decisions have no fill yet and the last ICs are not 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from trademl.backtest.metrics import performance_metrics
 from trademl.costs import CostModel
 from trademl.validation.metrics import ic_by_session
 
-__all__ = ["TrailingBacktest", "backtest_window", "trailing_backtest", "trials_behind"]
+__all__ = ["TrailingBacktest", "backtest_window", "trailing_backtest"]
 
 
 @dataclass(frozen=True)
@@ -46,28 +46,6 @@ def backtest_window(
     first = held.get_column("date").min()
     window = sorted(d for d in set(bar_dates) if first <= d <= session)
     return window[-n:] or [session]
-
-
-def trials_behind(sources: Iterable[str], trials: Mapping[str, int]) -> int:
-    """How many configurations were searched to pick the signals behind `sources`, which the
-    Deflated Sharpe Ratio deflates for: the most searched model's `n_trials`
-    (``equities_xs@<version>``); a fit-free ``fallback:<feature>`` counts 1.
-
-    An unknown version raises rather than undercount (a DSR that deflates for nothing is PSR).
-    """
-    n = 1
-    for src in sources:
-        kind, _, tag = src.partition("@")
-        if kind == "equities_xs":
-            if tag not in trials:
-                raise KeyError(
-                    f"source {src!r}: no n_trials recorded for version {tag!r} "
-                    f"(known versions: {sorted(trials)})"
-                )
-            n = max(n, int(trials[tag]))
-        elif not src.startswith("fallback:"):
-            raise ValueError(f"source {src!r}: expected 'equities_xs@<version>' or 'fallback:…'")
-    return n
 
 
 def trailing_backtest(

@@ -32,6 +32,7 @@ def open_source(cfg: DataConfig, calendar: SessionCalendar) -> BarSource:
             alpha_feature=cfg.alpha.feature,
             horizon=cfg.alpha.horizon,
             target_ic=cfg.alpha.target_ic,
+            reversal_ic=cfg.alpha.reversal_ic,
             missing_bar_rate=cfg.missing_bar_rate,
         )
         return SyntheticMarket(spec, calendar)

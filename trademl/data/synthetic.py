@@ -5,7 +5,9 @@ per-name stochastic volatility, Student-t tails, separate overnight and intraday
 moves, an intraday range, volume with ADV dispersion that rises with |move|, and
 occasional missing bars. In ``planted`` mode the k-session forward return (from
 the next session's open) leans on the cross-sectional rank of 20-session
-momentum, with a drift calibrated to a target rank IC; ``noise`` mode has none.
+momentum, with a drift calibrated to a target rank IC; optionally a second signal
+(short-term reversal: the last 5 sessions' losers earn more, at `reversal_ic`) is
+planted beside it; ``noise`` mode has none.
 
 Random draws come in fixed blocks of sessions seeded by (seed, block), so the
 history up to any session is identical whatever end date is asked for: the
@@ -27,6 +29,7 @@ from trademl.data.calendar import SessionCalendar
 BLOCK = 256
 N_SECTORS = 11
 MOM_LOOKBACK = 20
+REVERSAL_LOOKBACK = 5
 OVERNIGHT_SHARE = 0.25
 
 
@@ -42,6 +45,7 @@ class SyntheticSpec:
     horizon: int = 5
     target_ic: float = 0.05
     missing_bar_rate: float = 0.002
+    reversal_ic: float = 0.0
 
     def __post_init__(self) -> None:
         if self.alpha_mode not in ("planted", "noise"):
@@ -59,11 +63,18 @@ class SyntheticSpec:
         ranks decorrelate by ~1/20 a session) over k days of unit noise, plus ~14%
         more cross-sectional variance from factor exposures.
         """
-        if self.alpha_mode == "noise" or self.target_ic == 0:
+        return self._drift(self.target_ic)
+
+    @property
+    def reversal_coef(self) -> float:
+        """Daily drift per unit of the reversal signal (5-session ranks decorrelate faster)."""
+        return self._drift(self.reversal_ic, REVERSAL_LOOKBACK)
+
+    def _drift(self, ic: float, lookback: int = MOM_LOOKBACK) -> float:
+        if self.alpha_mode == "noise" or ic == 0:
             return 0.0
         k = self.horizon
-        persistence = k - k * (k - 1) / (2 * MOM_LOOKBACK)
-        ic = self.target_ic
+        persistence = max(k - k * (k - 1) / (2 * lookback), 1.0)
         return ic * math.sqrt(k * 1.14) / (persistence * math.sqrt(1 - ic * ic))
 
 
@@ -136,13 +147,14 @@ def _generate(market: SyntheticMarket, end: dt.date) -> tuple[pl.DataFrame, tupl
     e_on, e_id, z_h = d("e_on"), d("e_id"), d("z_h")
     z_hi, z_lo, z_v, u_miss = d("z_hi"), d("z_lo"), d("z_v"), d("u_miss")
 
-    b = spec.drift_coef
+    b, b2 = spec.drift_coef, spec.reversal_coef
     s_on, s_id = math.sqrt(OVERNIGHT_SHARE), math.sqrt(1 - OVERNIGHT_SHARE)
     phi, sig_h = 0.98, 0.25
     log_open = np.empty((t_len, n))
     log_close = np.empty((t_len, n))
     vol = np.empty((t_len, n))
     signal = np.zeros((t_len, n))
+    signal2 = np.zeros((t_len, n))
     moves = np.empty((t_len, n))
     h = np.zeros(n)
     stressed = False
@@ -159,16 +171,18 @@ def _generate(market: SyntheticMarket, end: dt.date) -> tuple[pl.DataFrame, tupl
         factor_id = market.beta * sig_m * z_m[t, 1] + 0.006 * reg * z_sec[t, 1, market.sector]
         on = s_on * (factor_on + v * e_on[t])
         intra = s_id * (factor_id + v * e_id[t])
-        if b and t >= 2:
-            on = on + 0.5 * b * v * signal[t - 2]
-        if b and t >= 1:
-            intra = intra + 0.5 * b * v * signal[t - 1]
+        if t >= 2:
+            on = on + 0.5 * v * (b * signal[t - 2] + b2 * signal2[t - 2])
+        if t >= 1:
+            intra = intra + 0.5 * v * (b * signal[t - 1] + b2 * signal2[t - 1])
         log_open[t] = prev_close + on
         log_close[t] = log_open[t] + intra
         prev_close = log_close[t]
         moves[t] = (on + intra) / v
         if t >= MOM_LOOKBACK:
             signal[t] = _rank_z(log_close[t] - log_close[t - MOM_LOOKBACK])
+            if b2:  # short-term reversal: the last 5 sessions' losers earn more
+                signal2[t] = _rank_z(log_close[t - REVERSAL_LOOKBACK] - log_close[t])
 
     open_, close = np.exp(log_open), np.exp(log_close)
     rng_scale = 0.5 * s_id * vol
@@ -194,6 +208,9 @@ def _generate(market: SyntheticMarket, end: dt.date) -> tuple[pl.DataFrame, tupl
     )
     bars = bars.with_columns(pl.col("date").cast(pl.Date)).filter("_present").drop("_present")
     truth = _ground_truth(spec, sessions, signal, open_)
+    if b2:
+        second = _ground_truth(spec, sessions, signal2, open_)
+        truth |= {f"reversal_{k}": second[k] for k in ("realized_rank_ic", "realized_t_stat")}
     return bars, tuple(truth.items())
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtri
 
-__all__ = ["PortfolioParams", "forecast_vol", "kelly_weights", "target_weights"]
+__all__ = ["PortfolioParams", "enforce_caps", "forecast_vol", "kelly_weights", "target_weights"]
 
 _KEYS = ["date", "symbol"]
 
@@ -212,7 +212,19 @@ def target_weights(
         df = df.with_columns(
             pl.when(ann > 0).then(w * p.vol_target / ann).otherwise(0.0).alias("w")
         )
-    df = df.with_columns((w * pl.col("confidence")).clip(-p.name_cap, p.name_cap).alias("w"))
+    df = df.with_columns((w * pl.col("confidence")).alias("w"))
+    return enforce_caps(df, p)
+
+
+def enforce_caps(df: pl.DataFrame, p: PortfolioParams) -> pl.DataFrame:
+    """Steps 8–10 on a frame (date, symbol, w): clip to ±name_cap, long-short legs scaled
+    down to the lighter leg's gross, then the gross cap; returns (date, symbol, weight).
+
+    They only clip or scale down, so whatever sized `w` (Kelly, a sizing policy) the caps and
+    dollar neutrality hold in the output."""
+    by, w = "date", pl.col("w")
+    pos, neg = pl.when(w > 0).then(w).otherwise(0.0), pl.when(w < 0).then(-w).otherwise(0.0)
+    df = df.with_columns(w.clip(-p.name_cap, p.name_cap).alias("w"))
     if not p.long_only:
         lo, sh = pos.sum().over(by), neg.sum().over(by)
         m = pl.min_horizontal(lo, sh)

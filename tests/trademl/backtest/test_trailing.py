@@ -11,7 +11,7 @@ import pytest
 
 from trademl.backtest import BacktestParams, performance_metrics
 from trademl.backtest.report import report_markdown, session_report, write_report
-from trademl.backtest.trailing import backtest_window, trailing_backtest, trials_behind
+from trademl.backtest.trailing import backtest_window, trailing_backtest
 from trademl.costs import CostModel
 
 T, N = 30, 6
@@ -110,16 +110,6 @@ def test_report_files(tmp_path) -> None:
         "session's targets) | $5.00 (5 bps of $10,000.00 traded) |" in paths["md"].read_text()
     )
     assert paths["equity"].name == "equities_2024-01-30_equity.png"
-
-
-def test_trials_behind_counts_the_most_searched_model_and_refuses_unknown_versions() -> None:
-    trials = {"3": 4, "5": 20}
-    assert trials_behind(["fallback:mom_12_1"], trials) == 1
-    assert trials_behind(["equities_xs@3", "fallback:mom_12_1", "equities_xs@5"], trials) == 20
-    with pytest.raises(KeyError, match="'7'"):
-        trials_behind(["equities_xs@7"], trials)
-    with pytest.raises(ValueError, match="expected 'equities_xs@<version>'"):
-        trials_behind(["stacker@1"], trials)
 
 
 def test_dsr_of_a_searched_signal_is_deflated_below_its_psr() -> None:

@@ -1,4 +1,4 @@
-"""Alpha scores (champion or fallback) and risk from point-in-time features."""
+"""Risk from point-in-time features."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import polars as pl
 import pytest
 
-from trademl.portfolio.inputs import alpha_scores, risk_from_features
+from trademl.portfolio.inputs import risk_from_features
 
 D1, D2 = dt.date(2024, 3, 4), dt.date(2024, 3, 5)
 
@@ -23,29 +23,6 @@ def _features() -> pl.DataFrame:
             "adv_20": [1e5, 2e5, 1e5, 2e5],
         }
     )
-
-
-def test_champion_scores_win_and_the_fallback_fills_other_sessions() -> None:
-    scores = pl.DataFrame(
-        {"date": [D2, D2], "symbol": ["A", "B"], "score": [0.5, -0.5], "model_version": ["3", "3"]}
-    )
-    out = alpha_scores(scores, _features(), fallback_feature="mom_12_1")
-    assert out.get_column("source").to_list() == [
-        "fallback:mom_12_1",
-        "fallback:mom_12_1",
-        "equities_xs@3",
-        "equities_xs@3",
-    ]
-    assert out.get_column("score").to_list() == [0.1, -0.2, 0.5, -0.5]
-
-
-def test_no_fallback_means_no_positions_without_a_champion() -> None:
-    empty = pl.DataFrame(schema={"date": pl.Date, "symbol": pl.String, "score": pl.Float64})
-    assert alpha_scores(empty, _features(), fallback_feature=None).height == 0
-    out = alpha_scores(empty, _features(), fallback_feature="mom_12_1")
-    assert out.height == 4 and math.isnan(out.get_column("score")[2])  # null → NaN: no position
-    with pytest.raises(ValueError, match="nope"):
-        alpha_scores(empty, _features(), fallback_feature="nope")
 
 
 def test_risk_is_daily_sigma_and_adv() -> None:

@@ -414,11 +414,15 @@ AlphaEstimator = LGBMAlpha | CatBoostAlpha
 
 
 def make_estimator(
-    kind: Literal["lgbm", "catboost"], params: dict[str, Any] | None = None
-) -> AlphaEstimator:
+    kind: Literal["lgbm", "catboost", "linear"], params: dict[str, Any] | None = None
+) -> Any:
     """An unfitted estimator of `kind` with `params` (unknown names raise TypeError)."""
     if kind == "lgbm":
         return LGBMAlpha(**(params or {}))
     if kind == "catboost":
         return CatBoostAlpha(**(params or {}))
-    raise ValueError(f"unknown estimator kind {kind!r}; expected 'lgbm' or 'catboost'")
+    if kind == "linear":
+        from trademl.models.linear.estimator import LinearAlpha
+
+        return LinearAlpha(**(params or {}))
+    raise ValueError(f"unknown estimator kind {kind!r}; expected 'lgbm', 'catboost' or 'linear'")

@@ -37,7 +37,12 @@ PROBA_OUTPUT = "probabilities"
 def to_onnx(model: AlphaEstimator, n_features: int) -> bytes:
     """Serialized ONNX model equivalent to the fitted `model`'s `predict` (float32 input)."""
     from trademl.models.equities.estimators import CatBoostAlpha, LGBMAlpha
+    from trademl.models.linear.estimator import LinearAlpha
 
+    if isinstance(model, LinearAlpha):
+        if n_features != model.n_features_in_:
+            raise ValueError(f"n_features={n_features} but the model has {model.n_features_in_}")
+        return model.to_onnx()
     if not isinstance(model, LGBMAlpha | CatBoostAlpha):
         raise TypeError(f"expected LGBMAlpha or CatBoostAlpha, got {type(model).__name__}")
     model._check_fitted()

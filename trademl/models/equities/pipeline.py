@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,13 +13,16 @@ import polars as pl
 
 from trademl.config import EquitiesConfig
 from trademl.features.store import FeatureStore
+from trademl.models.equities.bundle import save_bundle
 from trademl.models.equities.dataset import AlphaDataset, build_dataset
 from trademl.models.equities.estimators import make_estimator
 from trademl.models.equities.onnx_export import to_onnx
 from trademl.models.equities.regimes import REGIME_FEATURE, rank_ic_by_regime, session_regimes
 from trademl.models.equities.train import HPOResult, governance, run_hpo, training_target
 from trademl.models.equities.weights import time_decay_weights
+from trademl.models.sleeve import Trained
 from trademl.validation.cpcv import CombinatorialPurgedCV
+from trademl.validation.layout import SplitLayout, cpcv_layout
 from trademl.validation.metrics import ic_by_session
 
 
@@ -37,9 +41,11 @@ class Snapshot:
     rank_ic_per_session: pl.DataFrame
     n_rows: int
     hpo: HPOResult = field(repr=False, default_factory=lambda: HPOResult(kind="lgbm"))
+    layout: SplitLayout | None = None
 
     def training_cfg(self, cfg: EquitiesConfig) -> dict[str, Any]:
         return {
+            "layout": self.layout.to_dict() if self.layout else None,
             "as_of": self.as_of.isoformat(),
             "kind": self.kind,
             "params": self.params,
@@ -62,8 +68,13 @@ def train_snapshot(
     seed: int = 7,
     grid: dict[str, list[Any]] | None = None,
     progress: Callable[[int, float], None] | None = None,
+    kind: str = "lgbm",
+    n_trials: int | None = None,
+    base_params: dict[str, Any] | None = None,
 ) -> Snapshot:
-    """Train the sleeve's model as of `as_of` on labels whose window ended by then."""
+    """Train a CPCV sleeve's model of `kind` as of `as_of` on labels whose window ended by
+    then; `cfg` holds the split layout every CPCV sleeve shares (window, label, groups,
+    embargo). `n_trials` and `base_params` default to the equities budget of `kind`."""
     # the market-vol regime is always there to evaluate per regime; a model input only on request
     model_features = [n for n in feature_names if n != REGIME_FEATURE or cfg.regime_feature]
     ds: AlphaDataset = build_dataset(
@@ -74,28 +85,39 @@ def train_snapshot(
         sessions=sessions,
         feature_names=model_features,
         class_label=cfg.class_label if cfg.objective == "classification" else None,
-        extra_columns=[REGIME_FEATURE] if REGIME_FEATURE in feature_names else [],
+        # the regime for per-regime evaluation, the fit-free baseline the gate compares with
+        extra_columns=[
+            c
+            for c in (REGIME_FEATURE, cfg.baseline_feature)
+            if c in _columns(features) and c not in model_features
+        ],
     )
     cv = CombinatorialPurgedCV(
         n_groups=cfg.n_groups, n_test_groups=cfg.n_test_groups, embargo=cfg.embargo
     )
-    base = {"n_estimators": cfg.n_estimators} if cfg.model == "lgbm" else {}
-    if cfg.model == "catboost":
+    objective = cfg.objective if kind != "linear" else "regression"
+    if base_params is not None:
+        base = dict(base_params)
+    elif kind == "lgbm":
+        base = {"n_estimators": cfg.n_estimators}
+    elif kind == "catboost":
         base = {"iterations": cfg.n_estimators}
-    if cfg.objective == "classification":
-        base |= {"objective": "binary"} if cfg.model == "lgbm" else {"loss": "Logloss"}
+    else:
+        base = {}
+    if objective == "classification":
+        base |= {"objective": "binary"} if kind == "lgbm" else {"loss": "Logloss"}
     hpo = run_hpo(
         ds,
         cv,
-        kind=cfg.model,
-        n_trials=cfg.n_trials,
+        kind=kind,
+        n_trials=cfg.n_trials if n_trials is None else n_trials,
         base_params=base,
         grid=grid,
         half_life_months=cfg.half_life_months,
         horizon=horizon,
         spread_bps=cfg.spread_bps,
         seed=seed,
-        objective=cfg.objective,
+        objective=objective,
         progress=progress,
     )
     metrics = governance(
@@ -104,13 +126,13 @@ def train_snapshot(
         horizon=horizon,
         spread_bps=cfg.spread_bps,
         baseline_feature=cfg.baseline_feature,
-        objective=cfg.objective,
+        objective=objective,
     )
     # the final model sees every row known as of d, with the same transform it will serve with
     store = FeatureStore(features=ds.feature_names).fit(ds.frame)
     weights = time_decay_weights(ds.dates, half_life_months=cfg.half_life_months)
-    model = make_estimator(cfg.model, hpo.best_params).fit(
-        store.transform(ds.frame), training_target(ds, cfg.objective), sample_weight=weights
+    model = make_estimator(kind, hpo.best_params).fit(
+        store.transform(ds.frame), training_target(ds, objective), sample_weight=weights
     )
     assert hpo.nested_cv is not None  # the out-of-sample paths the gate judged
     paths = hpo.nested_cv.oof
@@ -128,7 +150,7 @@ def train_snapshot(
     )
     return Snapshot(
         as_of=as_of,
-        kind=cfg.model,
+        kind=kind,
         metrics=metrics,
         params=hpo.best_params,
         store=store,
@@ -138,7 +160,12 @@ def train_snapshot(
         rank_ic_per_session=per_session,
         n_rows=len(ds),
         hpo=hpo,
+        layout=cpcv_layout(cv, ds.dates, ds.session, ds.t1),
     )
+
+
+def _columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    return frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
 
 
 def _dates_for(ds: AlphaDataset, ordinals: np.ndarray) -> pl.Series:
@@ -150,3 +177,60 @@ def _dates_for(ds: AlphaDataset, ordinals: np.ndarray) -> pl.Series:
         zip(first.get_column("o").to_list(), first.get_column("date").to_list(), strict=True)
     )
     return pl.Series([lookup[int(o)] for o in ordinals], dtype=pl.Date)
+
+
+#: Scalar governance metrics every CPCV sleeve records (gate inputs and model-table columns).
+CPCV_SCALARS = (
+    "oos_rank_ic",
+    "path_sharpe_median",
+    "max_drawdown",
+    "dsr",
+    "pbo",
+    "baseline_rank_ic",
+    "hpo_best_rank_ic",
+    "rank_ic_mean_high_vol",
+    "rank_ic_mean_calm",
+)
+
+
+def cpcv_trained(snap: Snapshot, cfg: EquitiesConfig) -> Trained:
+    """A CPCV snapshot as the platform's `Trained`: gate metrics, the bundle (ONNX + its
+    features.json) as the model directory, the OOF with its layout, and the plots."""
+    from trademl.models.equities.plots import (
+        path_sharpe_hist,
+        rank_ic_by_year,
+        reliability_diagram,
+    )
+
+    metrics = {k: float(snap.metrics.get(k, float("nan"))) for k in CPCV_SCALARS}
+    metrics |= {"n_rows": float(snap.n_rows), "n_trials": float(snap.hpo.n_trials)}
+    figures = {
+        "plots/rank_ic_by_year.png": rank_ic_by_year(snap.rank_ic_per_session),
+        "plots/path_sharpe.png": path_sharpe_hist(snap.metrics["sharpe_by_path"]),
+    }
+    if "brier" in snap.metrics:  # classification on the triple-barrier label
+        metrics["brier"] = float(snap.metrics["brier"])
+        figures["plots/reliability.png"] = reliability_diagram(snap.metrics["reliability"])
+
+    def save(directory: Path) -> Path:
+        return save_bundle(
+            directory,
+            onnx_bytes=snap.onnx_bytes,
+            native_bytes=snap.native_bytes,
+            store=snap.store,
+            training_cfg=snap.training_cfg(cfg),
+            oof=snap.oof,
+        )
+
+    return Trained(
+        metrics=metrics,
+        params={"kind": snap.kind, "n_trials": snap.hpo.n_trials, **snap.params},
+        save=save,
+        fingerprint=snap.oof.select("date", "symbol", "y"),
+        n_trials=snap.hpo.n_trials,
+        oof=snap.oof,
+        layout=snap.layout,
+        figures=figures,
+        documents={"trials.json": {"trials": snap.hpo.trials}},
+        onnx=snap.onnx_bytes,
+    )

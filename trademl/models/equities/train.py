@@ -27,15 +27,13 @@ from trademl.models.equities.weights import time_decay_weights
 from trademl.validation.cpcv import CombinatorialPurgedCV
 from trademl.validation.metrics import (
     brier_score,
-    dsr,
     ic_by_session,
     ic_summary,
-    long_short_returns,
-    max_drawdown,
-    pbo,
     reliability_bins,
     sharpe,
 )
+from trademl.validation.paths import path_metrics as _path_metrics
+from trademl.validation.paths import selection_stats
 
 LGBM_GRID: dict[str, list[Any]] = {
     "num_leaves": [31, 63, 127],
@@ -55,6 +53,15 @@ CATBOOST_GRID: dict[str, list[Any]] = {
     "subsample": [0.6, 0.9],
 }
 GRIDS = {"lgbm": LGBM_GRID, "catboost": CATBOOST_GRID}
+
+
+def grid_for(kind: str) -> dict[str, list[Any]]:
+    """The default hyperparameter grid of an estimator kind."""
+    if kind == "linear":
+        from trademl.models.linear.estimator import LINEAR_GRID
+
+        return LINEAR_GRID
+    return GRIDS[kind]
 
 
 @dataclass(frozen=True)
@@ -169,32 +176,8 @@ def _predict_fold(model: Any, x: np.ndarray, n_check: int = 256) -> np.ndarray:
 def path_metrics(
     ds: AlphaDataset, oof: np.ndarray, *, horizon: int, spread_bps: float
 ) -> dict[str, Any]:
-    """Rank IC per path and Sharpe/drawdown of the long-short quintile book per path.
-
-    Label windows overlap from one session to the next, so Sharpe and drawdown use every
-    `horizon`-th session only (non-overlapping periods, `252/horizon` a year).
-    """
-    y, sess = ds.y, ds.session
-    keep_sessions = np.unique(sess)[::horizon]
-    keep = np.isin(sess, keep_sessions)
-    rank_ics, sharpes, drawdowns, returns = [], [], [], []
-    for p in range(oof.shape[0]):
-        per = ic_by_session(oof[p], y, sess)
-        rank_ics.append(ic_summary(per)["rank_ic_mean"])
-        ls = long_short_returns(oof[p][keep], y[keep], sess[keep], spread_bps=spread_bps)
-        r = np.asarray(ls.get_column("ret").to_numpy() if isinstance(ls, pl.DataFrame) else ls)
-        returns.append(r)
-        sharpes.append(sharpe(r, periods_per_year=252 / horizon))
-        drawdowns.append(max_drawdown(r))
-    return {
-        "rank_ic_by_path": rank_ics,
-        "rank_ic": float(np.mean(rank_ics)),
-        "sharpe_by_path": sharpes,
-        "path_sharpe_median": float(np.median(sharpes)),
-        "max_drawdown_by_path": drawdowns,
-        "max_drawdown": float(np.max(drawdowns)),
-        "returns_by_path": returns,
-    }
+    """`trademl.validation.paths.path_metrics` on the dataset's labels and sessions."""
+    return _path_metrics(ds.y, ds.session, oof, horizon=horizon, spread_bps=spread_bps)
 
 
 def nested_selection(
@@ -260,8 +243,10 @@ def run_hpo(
     objective: str = "regression",
     progress: Callable[[int, float], None] | None = None,
 ) -> HPOResult:
-    """Optuna TPE (seeded) over the grid; objective = mean CPCV rank IC over paths."""
-    grid = grid if grid is not None else GRIDS[kind]
+    """Optuna over the grid, objective = mean CPCV rank IC over paths: TPE (seeded), or every
+    grid point once when `n_trials` covers the whole grid (a small grid, e.g. the linear
+    sleeve's penalties)."""
+    grid = grid if grid is not None else grid_for(kind)
     out = HPOResult(kind=kind)
     base = dict(base_params or {})
     _, codes = np.unique(ds.session, return_inverse=True)
@@ -292,8 +277,14 @@ def run_hpo(
         return value if math.isfinite(value) else -1.0
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(trial_value, n_trials=n_trials)
+    n_grid = math.prod(len(v) for v in grid.values())
+    sampler: optuna.samplers.BaseSampler = (
+        optuna.samplers.GridSampler(grid, seed=seed)
+        if n_trials >= n_grid
+        else optuna.samplers.TPESampler(seed=seed)
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(trial_value, n_trials=min(n_trials, n_grid))
     assert out.best_cv is not None
     tests = out.best_cv.split_tests
     out.split_choice = nested_selection(np.vstack(out.trial_session_ic), [codes[t] for t in tests])
@@ -324,18 +315,8 @@ def governance(
     order = np.argsort(m["sharpe_by_path"])
     r = m["returns_by_path"][order[len(order) // 2]]
     ppy = 252 / horizon
-    trial_sr = [sharpe(t, periods_per_year=1.0) for t in hpo.trial_returns if len(t) > 1]
-    var_sr = float(np.var(trial_sr, ddof=1)) if len(trial_sr) > 1 else float("nan")
     sr = sharpe(r, periods_per_year=1.0)
-    skew, kurt = _moments(r)
-    deflated = dsr(
-        sr, len(r), skew, kurt, max(hpo.n_trials, 1), var_sr if hpo.n_trials > 1 else 0.0
-    )
-    pbo_value = (
-        pbo(np.column_stack(hpo.trial_returns), n_partitions=_partitions(len(r))).pbo
-        if hpo.n_trials > 1
-        else float("nan")
-    )
+    selected = selection_stats(r, hpo.trial_returns, hpo.n_trials)
     base = (
         ds.frame.get_column(baseline_feature).to_numpy()
         if baseline_feature in ds.frame.columns
@@ -361,25 +342,10 @@ def governance(
         "sharpe_by_path": m["sharpe_by_path"],
         "max_drawdown": m["max_drawdown"],
         "sharpe_annual": sr * math.sqrt(ppy),
-        "dsr": deflated,
-        "pbo": pbo_value,
+        "dsr": selected["dsr"],
+        "pbo": selected["pbo"],
         "n_trials": hpo.n_trials,
         "hpo_best_rank_ic": hpo.best_value,  # the chosen trial's own CPCV IC (selection-biased)
         "baseline_rank_ic": base_ic,
         "baseline_feature": baseline_feature,
     }
-
-
-def _moments(r: np.ndarray) -> tuple[float, float]:
-    """Skewness and (non-excess) kurtosis of a return series."""
-    r = np.asarray(r, dtype=float)
-    if r.size < 3 or np.std(r) == 0:
-        return float("nan"), float("nan")
-    z = (r - r.mean()) / r.std()
-    return float(np.mean(z**3)), float(np.mean(z**4))
-
-
-def _partitions(n_rows: int) -> int:
-    """CSCV blocks: 16 when the series allows, else the largest even number ≥ 2."""
-    s = min(16, n_rows // 4)
-    return max(2, s - s % 2)

@@ -29,7 +29,6 @@ from trademl.models.policy.beta import (
     beta_entropy,
     group_advantages,
     log_beta,
-    position,
     risk_penalty,
     sample_beta,
     trading_pnl,
@@ -101,8 +100,9 @@ class GRPOParams:
 
 
 class Batch(NamedTuple):
-    """Training states on the device: raw state [B, F]; [B] y, vol, sign(y_hat), the cost's
-    reference previous position, and the frozen reference policy's Beta (α, β) per state."""
+    """Training states on the device: raw state [B, F]; [B] y, vol, the exposure a size of 1
+    holds (sign(y_hat), or a book's target weight), the cost's reference previous position,
+    and the frozen reference policy's Beta (α, β) per state."""
 
     state: torch.Tensor
     y: torch.Tensor
@@ -197,7 +197,7 @@ def prepare(
         old_lb, ref_lb = log_beta(a, b), log_beta(ra, rb)
         ref_minus_old = log_x * (ra - a)
         ref_minus_old.addcmul_(log1m_x, rb - b).sub_(ref_lb - old_lb)
-        pos = position(ACTION_MAX * x, batch.sign.unsqueeze(1))
+        pos = ACTION_MAX * x * batch.sign.unsqueeze(1)  # size · exposure
         reward = trading_pnl(
             pos, batch.y.unsqueeze(1), batch.prev_pos.unsqueeze(1), params.cost_bps
         )
@@ -267,7 +267,7 @@ def previous_reference(
 ) -> torch.Tensor:
     """The deterministic policy's position at each row's previous session (0 if none)."""
     with torch.inference_mode():
-        pos = position(net(state), sign)
+        pos = net(state) * sign
         prev = torch.where(prev_idx >= 0, pos[prev_idx.clamp_min(0)], torch.zeros_like(pos))
     return prev.clone()
 

@@ -16,7 +16,6 @@ import numpy as np
 import polars as pl
 import torch
 
-from trademl.models.policy.beta import position
 from trademl.models.policy.data import (
     BASE_FEATURES,
     check_frame,
@@ -64,6 +63,10 @@ def _torch_settings(num_threads: int | None) -> Iterator[None]:
 class GRPOSizer:
     """Position sizer trained by GRPO on out-of-sample forecasts.
 
+    The position a size applies to is `size · exposure` when the frame has an `exposure`
+    column (e.g. a book's target weight: the policy then sizes the book per name), else
+    `size · sign(y_hat)`.
+
     Parameters
     ----------
     params : GRPOParams, the training hyperparameters.
@@ -94,7 +97,7 @@ class GRPOSizer:
         p = self.params
         feats = self.features
         check_frame(frame, feats, need_y=True)
-        frame = frame.filter(pl.Series(finite_rows(frame, [*feats, "y"])))
+        frame = frame.filter(pl.Series(finite_rows(frame, [*feats, "y", *_exposure_col(frame)])))
         codes, sessions = session_codes(frame)
         train_m, val_m = time_split(codes, len(sessions), p.val_frac, p.val_embargo)
         train, val = frame.filter(pl.Series(train_m)), frame.filter(pl.Series(val_m))
@@ -164,12 +167,11 @@ class GRPOSizer:
 
     def _tensors(self, frame: pl.DataFrame) -> dict[str, torch.Tensor]:
         dev = self.params.device
-        y_hat = frame.get_column("y_hat").to_numpy()
         return {
             "state": numpy_state(frame.select(self.features).to_numpy(), dev),
             "y": numpy_state(frame.get_column("y").to_numpy(), dev),
             "vol": numpy_state(frame.get_column("vol").to_numpy(), dev),
-            "sign": numpy_state(np.sign(y_hat), dev),
+            "sign": numpy_state(exposure(frame), dev),
             "prev_idx": torch.as_tensor(previous_index(frame).copy(), device=dev),
         }
 
@@ -177,16 +179,14 @@ class GRPOSizer:
         """Closure: annualized Sharpe of the deterministic policy's session PnL on `val`."""
         p = self.params
         state = numpy_state(val.select(self.features).to_numpy(), p.device)
-        y_hat, y = val.get_column("y_hat").to_numpy(), val.get_column("y").to_numpy()
+        base, y = exposure(val), val.get_column("y").to_numpy()
         prev_idx = previous_index(val)
         codes, sessions = session_codes(val)
 
         def evaluate(net: BetaPolicyNet) -> float:
             with torch.inference_mode():
                 action = net(state).double().cpu().numpy()
-            pnl, _ = session_mean_pnl(
-                position(action, y_hat), y, prev_idx, codes, len(sessions), p.cost_bps
-            )
+            pnl, _ = session_mean_pnl(action * base, y, prev_idx, codes, len(sessions), p.cost_bps)
             return sharpe(pnl, p.periods_per_year)
 
         return evaluate
@@ -220,5 +220,16 @@ class GRPOSizer:
         return self.act_array(frame.select(self.feature_names_).to_numpy().astype(np.float64))
 
     def positions(self, frame: pl.DataFrame) -> np.ndarray:
-        """Signed positions size·sign(y_hat) per row of `frame`."""
-        return position(self.act(frame), frame.get_column("y_hat").to_numpy())
+        """Signed positions size·exposure (or size·sign(y_hat)) per row of `frame`."""
+        return self.act(frame) * exposure(frame)
+
+
+def _exposure_col(frame: pl.DataFrame) -> list[str]:
+    return ["exposure"] if "exposure" in frame.columns else []
+
+
+def exposure(frame: pl.DataFrame) -> np.ndarray:
+    """What a size of 1 holds per row: the `exposure` column, else sign(y_hat)."""
+    if "exposure" in frame.columns:
+        return frame.get_column("exposure").cast(pl.Float64).to_numpy()
+    return np.sign(frame.get_column("y_hat").cast(pl.Float64).to_numpy())

@@ -1,9 +1,10 @@
-"""oos_signals → oos_forecaster (gate, champion) → forecast_scores → grpo_policy (gate,
-champion) → policy_actions as Dagster assets, with tiny models on a 10-name synthetic market."""
+"""oos_signals → forecasts sleeve (gate, champion, OOF with its walk-forward layout) →
+forecasts_scores, as Dagster assets with tiny models on a 10-name synthetic market."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -13,33 +14,20 @@ import pytest
 from resources.lake import Lake, LakeIOManager, LakeResource
 from resources.mlflow import CHAMPION, MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
+from trademl.validation.layout import SplitLayout
 from trademl_assets.data import bars
 from trademl_assets.features import features
-from trademl_assets.forecasts import (
-    forecast_scores,
-    oos_forecaster,
-    oos_forecaster_champion,
-    oos_signals,
-)
+from trademl_assets.forecasts import SPEC, oos_signals
 from trademl_assets.partitions import FEATURE_WINDOW, SESSIONS
-from trademl_assets.policy import grpo_policy, grpo_policy_champion, policy_actions
+from trademl_assets.sleeves import champion_asset, model_assets, scores_asset
 from trademl_jobs.definitions import defs
 
 KEYS = SESSIONS.get_partition_keys()
 LATEST = KEYS[-1]
 HISTORY = 110
-ASSETS = [
-    bars,
-    features,
-    oos_signals,
-    oos_forecaster,
-    oos_forecaster_champion,
-    forecast_scores,
-    grpo_policy,
-    grpo_policy_champion,
-    policy_actions,
-]
+ASSETS = [bars, features, oos_signals, model_assets(SPEC), champion_asset(SPEC), scores_asset(SPEC)]
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+TRAIN = ["forecasts_model", "forecasts_oof", "forecasts_champion"]
 
 TINY = """
 forecasts:
@@ -55,25 +43,16 @@ forecasts:
   hist_exog: [rvol_20]
   vol_window: 5
   trend_window: 5
-  min_oos_rank_ic: {ic_bar}
-  min_oos_rank_ic_t: {ic_bar_t}
-policy:
-  train_sessions: 60
-  epochs: 3
-  batch_size: 256
-  hidden: [32, 32]   # large enough that a split-off ONNX weights file would break serving
-  patience: 2
-  min_sharpe_margin: {margin}
-  min_sharpe: {margin}
+  promotion: {{min_oos_rank_ic: {ic_bar}, min_oos_rank_ic_t: {ic_bar_t}}}
 """
 
 
 class Env:
-    def __init__(self, home: Path, ic_bar: float = -1.0, margin: float = -100.0) -> None:
+    def __init__(self, home: Path, ic_bar: float = -1.0) -> None:
         self.home = home
         self.lake = Lake(home / "lake")
-        cfg = home / "tiny.yaml"
-        cfg.write_text(TINY.format(ic_bar=ic_bar, ic_bar_t=100 * ic_bar, margin=margin))
+        cfg = home / f"tiny_{ic_bar}.yaml"
+        cfg.write_text(TINY.format(ic_bar=ic_bar, ic_bar_t=100 * ic_bar))
         store = LakeResource(root=str(home / "lake"))
         self.mlflow = MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
         self.resources = {
@@ -125,36 +104,40 @@ def test_oos_signals_are_keyed_by_the_session_their_return_became_known(env: Env
     assert sig.get_column("model_version").n_unique() == 1
 
 
-def test_forecaster_and_policy_promote_then_act(env: Env) -> None:
+def test_forecasts_sleeve_promotes_publishes_its_oof_then_scores_ranked(env: Env) -> None:
+    assert env.run([LATEST], TRAIN).success
     # scoring finds the champion in the lake, so it runs after the promotion (as the demo does)
-    assert env.run([LATEST], ["oos_forecaster", "oos_forecaster_champion"]).success
-    assert env.run([LATEST], ["forecast_scores"]).success
-    assert str(env.mlflow.alias_version("oos_forecaster", CHAMPION).version) == "1"
-    fs = env.lake.scan("forecast_scores", [LATEST]).collect()
-    assert fs.height == 10 and fs.get_column("y_hat").is_finite().all()
-    assert fs.get_column("forecaster").unique().to_list() == ["1"]
-
-    assert env.run([LATEST], ["grpo_policy", "grpo_policy_champion"]).success
-    assert env.run([LATEST], ["policy_actions"]).success
-    model = env.lake.scan("grpo_policy", [LATEST]).collect().row(0, named=True)
-    assert model["test_sessions"] > 0 and model["train_sessions"] > model["test_sessions"]
-    acts = env.lake.scan("policy_actions", [LATEST]).collect()
-    assert acts.height == 10
-    assert ((acts.get_column("size") > 0) & (acts.get_column("size") < 2)).all()
-    sign = acts.get_column("y_hat").sign() * acts.get_column("size")
-    assert (acts.get_column("position") - sign).abs().max() < 1e-9  # size along the forecast
-    assert acts.get_column("policy_version").unique().to_list() == ["1"]
+    assert env.run([LATEST], ["forecasts_scores"]).success
+    assert str(env.mlflow.alias_version("forecasts", CHAMPION).version) == "1"
+    fs = env.lake.scan("forecasts_scores", [LATEST]).collect()
+    assert fs.height == 10 and fs.get_column("score").is_finite().all()
+    # the blend ranked within the session: ten distinct ranks in [-0.5, 0.5]
+    assert fs.get_column("score").min() == -0.5 and fs.get_column("score").max() == 0.5
+    assert fs.get_column("model_version").unique().to_list() == ["1"]
+    # OOF: the realized OOS signals by decision session, with their walk-forward cutoffs
+    oof = env.lake.scan("forecasts_oof", [LATEST]).collect()
+    sig = env.lake.scan("oos_signals", KEYS[-HISTORY:]).collect()
+    assert oof.height == sig.filter(pl.col("y_hat").is_finite()).height
+    layout = SplitLayout.from_dict(json.loads(oof.get_column("layout")[0]))
+    assert layout.kind == "walk_forward"
+    assert layout.cutoffs == tuple(str(d) for d in sig.get_column("train_end").unique())
+    assert oof.get_column("date").max() < dt.date.fromisoformat(LATEST)  # decided before
 
 
-def test_a_failing_gate_moves_no_champion(env: Env, tmp_path: Path) -> None:
-    strict = Env(env.home, ic_bar=1.0, margin=100.0)
-    r = strict.run([LATEST], ["oos_forecaster", "oos_forecaster_champion"])
-    assert not r.success
+def test_a_failing_gate_or_no_better_than_the_champion_is_refused(env: Env) -> None:
+    strict = Env(env.home, ic_bar=1.0)
+    r = strict.run([LATEST], TRAIN)
+    assert r.success  # a verdict, not a crash
     (check,) = r.get_asset_check_evaluations()
-    assert not check.passed and "OOS rank IC" in check.description
+    assert not check.passed and "oos_rank_ic" in check.description
     materialized = {e.asset_key.to_user_string() for e in r.get_asset_materialization_events()}
-    assert materialized == {"oos_forecaster"}  # the blocking gate stopped the promotion
-    assert str(env.mlflow.alias_version("oos_forecaster", CHAMPION).version) == "1"
-    refused = env.mlflow.alias_version("oos_forecaster", "challenger")
+    assert materialized == {"forecasts_model", "forecasts_oof"}  # no promotion
+    assert str(env.mlflow.alias_version("forecasts", CHAMPION).version) == "1"
+    refused = env.mlflow.alias_version("forecasts", "challenger")
     assert refused is not None and str(refused.version) == "2"
-    assert "promotion.refused.rank_ic" in refused.tags
+    assert "promotion.refused.oos_rank_ic" in refused.tags
+    # the same data again: the same OOS quality, not better than the champion → refused
+    r = env.run([LATEST], TRAIN)
+    (check,) = r.get_asset_check_evaluations()
+    assert r.success and not check.passed and "rank_ic_vs_champion" in check.description
+    assert str(env.mlflow.alias_version("forecasts", CHAMPION).version) == "1"
