@@ -1,4 +1,5 @@
-"""Run the benchmarks (features, equities, backtest), one fresh process per case; JSON lines.
+"""Run the benchmarks (features, equities, backtest, policy, forecasts, stacker and serving),
+one fresh process per case; JSON lines.
 
 Usage::
 
@@ -249,6 +250,23 @@ def main(argv: list[str] | None = None) -> int:
             [f"forecasts_oos_wall_{fc_tag}", f"forecasts_oos_count_{fc_tag}"],
             args.timeout,
             module="benchmarks.forecasts_bench",
+        )
+    )
+    stk = "100x2y" if args.quick else "500x10y"
+    cases.append(
+        Case(
+            ["train", *(["--quick"] if args.quick else [])],
+            [f"stacker_train_{stk}", "stacker_path_metrics_speedup_vs_polars"],
+            args.timeout,
+            module="benchmarks.stacker_bench",
+        )
+    )
+    cases.append(
+        Case(
+            ["serve", *(["--quick"] if args.quick else [])],
+            ["alpha_to_sized_500" if args.quick else "alpha_to_sized_3000"],
+            args.timeout,
+            module="benchmarks.stacker_bench",
         )
     )
     for case in cases:

@@ -11,17 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import polars as pl
 
-from trademl.validation.metrics import (
-    dsr,
-    ic_by_session,
-    ic_summary,
-    long_short_returns,
-    max_drawdown,
-    pbo,
-    sharpe,
-)
+from trademl.validation.metrics import dsr, max_drawdown, pbo, sharpe
+from trademl.validation.session_matrix import SessionMatrix
 
 __all__ = ["moments", "path_metrics", "pbo_partitions", "selection_stats"]
 
@@ -33,16 +25,18 @@ def path_metrics(
 
     `oof` is [n_paths, n_rows]; `session` the rows' session ordinals. Label windows overlap
     from one session to the next, so Sharpe and drawdown use every `horizon`-th session only
-    (non-overlapping periods, `252/horizon` a year).
+    (non-overlapping periods, `252/horizon` a year). Per-session statistics equal
+    `ic_by_session` and `long_short_returns` (computed by `SessionMatrix`, one sort each).
     """
     keep_sessions = np.unique(session)[::horizon]
     keep = np.isin(session, keep_sessions)
+    every, sparse = SessionMatrix(session), SessionMatrix(session[keep])
     rank_ics, sharpes, drawdowns, returns = [], [], [], []
     for p in range(oof.shape[0]):
-        per = ic_by_session(oof[p], y, session)
-        rank_ics.append(ic_summary(per)["rank_ic_mean"])
-        ls = long_short_returns(oof[p][keep], y[keep], session[keep], spread_bps=spread_bps)
-        r = np.asarray(ls.get_column("ret").to_numpy() if isinstance(ls, pl.DataFrame) else ls)
+        ic = every.rank_ic(oof[p], y)
+        ic = ic[np.isfinite(ic)]
+        rank_ics.append(float(ic.mean()) if ic.size else math.nan)
+        r = sparse.long_short(oof[p][keep], y[keep], spread_bps=spread_bps)
         returns.append(r)
         sharpes.append(sharpe(r, periods_per_year=252 / horizon))
         drawdowns.append(max_drawdown(r))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,15 +91,17 @@ def align_oof(oofs: Mapping[str, SleeveOOF]) -> tuple[pl.DataFrame, SplitLayout,
             *keys, *[pl.col(c).alias(f"{name}__p{i}") for i, c in enumerate(cols)]
         )
         if o.layout.kind == "cpcv":
-            rows = part.select(keys).sort(keys)
-            if rows.height != base.height or not rows.equals(base.select(keys)):
+            part = part.sort(keys)
+            if part.height != base.height or not part.select(keys).equals(base.select(keys)):
                 raise LayoutMismatch(
                     f"OOF of {cpcv[0]} and {name} share a layout but not their rows "
-                    f"({base.height} vs {rows.height}): train both on the same features and "
+                    f"({base.height} vs {part.height}): train both on the same features and "
                     "labels as of the same session"
                 )
-        out = out.join(part, on=keys, how="left")
-    return out.sort(keys), layout, paths
+            out = out.hstack(part.drop(keys))  # the same rows in the same order: no join
+        else:
+            out = out.join(part, on=keys, how="left", maintain_order="left")
+    return out, layout, paths
 
 
 def _check_groups(
@@ -251,12 +254,15 @@ def _judge(
     def pm(oof: np.ndarray) -> dict[str, Any]:
         return path_metrics(y, session, oof, horizon=horizon, spread_bps=spread_bps)
 
-    per_sleeve: dict[str, dict[str, Any]] = {}
-    for s in sleeves:
-        raw = np.vstack([frame.get_column(f"{s}__p{k}").to_numpy() for k in range(paths[s])])
-        per_sleeve[s] = pm(raw)
-    stack = pm(pred)
-    equal = pm(z.mean(axis=2))
+    runs = {
+        s: np.vstack([frame.get_column(f"{s}__p{k}").to_numpy() for k in range(paths[s])])
+        for s in sleeves
+    }
+    runs |= {"__stacker": pred, "__equal": z.mean(axis=2)}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the row sorts release the GIL
+        done = dict(zip(runs, pool.map(pm, runs.values()), strict=True))
+    per_sleeve = {s: done[s] for s in sleeves}
+    stack, equal = done["__stacker"], done["__equal"]
     candidates = [np.mean(np.vstack(per_sleeve[s]["returns_by_path"]), axis=0) for s in sleeves]
     candidates += [
         np.mean(np.vstack(equal["returns_by_path"]), axis=0),
