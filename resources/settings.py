@@ -3,23 +3,52 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from trademl.config import AlphaConfig, DataConfig, Settings, load_settings
+from trademl.config import (
+    AlphaConfig,
+    ConfigError,
+    DataConfig,
+    Settings,
+    config_path,
+    fixed_at_load,
+    load_settings,
+)
 from trademl.data.calendar import SessionCalendar, get_calendar
 from trademl.data.sources import BarSource, open_source
 
 
 class SettingsResource(dg.ConfigurableResource):
-    """The typed settings of one YAML file (``TRADEML_CONFIG`` when empty)."""
+    """The typed settings of one YAML file (``TRADEML_CONFIG`` when empty), read at run time.
+
+    `fixed` holds the `FIXED_AT_LOAD` values the code location was built with (JSON; empty:
+    no check): the partitions, lookback windows and sleeves cannot change without reloading
+    the definitions, so a run whose file now says otherwise is refused, naming the key.
+    """
 
     config_path: str = ""
+    fixed: str = ""
 
     def get(self) -> Settings:
-        return load_settings(self.config_path or None)
+        s = load_settings(self.config_path or None)
+        if self.fixed:
+            loaded = json.loads(self.fixed)
+            now = fixed_at_load(s)
+            changed = {k: (v, now.get(k)) for k, v in loaded.items() if now.get(k) != v}
+            if changed:
+                key, (old, new) = next(iter(changed.items()))
+                raise ConfigError(
+                    f"{self.config_path or config_path()}: {key} is {new} but the code "
+                    f"location loaded {old} ({len(changed)} such setting(s): "
+                    f"{', '.join(changed)}); partitions, lookback windows and sleeves are "
+                    "fixed when the code location loads — reload it (restart `make dev`, "
+                    "or Reload definitions in the UI) or restore the value"
+                )
+        return s
 
 
 class MarketDataResource(dg.ConfigurableResource):

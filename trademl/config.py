@@ -532,6 +532,42 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+#: Settings that shape the Dagster graph: the partitions, every lookback window (a
+#: `TimeWindowPartitionMapping` is fixed when the definitions load) and which sleeves exist.
+#: They are read once, when the code location loads; a run whose settings file changed any
+#: of them since is refused (`SettingsResource`) until the code location is reloaded.
+FIXED_AT_LOAD = (
+    "data.start",
+    "calendar.exchange",
+    "calendar.partitions_start",
+    "features.ffill_limit",
+    "labels.horizon",
+    "labels.execution_lag",
+    "labels.triple_barrier.max_holding",
+    "labels.triple_barrier.vol_window",
+    "equities.train_sessions",
+    "equities.models",
+    "linear.enabled",
+    "stacker.sleeves",
+    "backtest.sessions",
+    "forecasts.input_size",
+    "forecasts.vol_window",
+    "forecasts.trend_window",
+    "policy.train_sessions",
+)
+
+
+def fixed_at_load(s: Settings) -> dict[str, str]:
+    """The FIXED_AT_LOAD values of `s`, as text (for comparing two settings files)."""
+    out = {}
+    for key in FIXED_AT_LOAD:
+        value: object = s
+        for part in key.split("."):
+            value = getattr(value, part)
+        out[key] = str(value)
+    return out
+
+
 @lru_cache(maxsize=16)
 def _parse(path: str, text: str, env: str, home: str) -> Settings:
     raw = _read_yaml(Path(path), text)

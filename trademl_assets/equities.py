@@ -104,6 +104,7 @@ def equities_spec(kind: str) -> SleeveSpec:
         ins=TRAIN_INS,
         train=cpcv_train(kind),
         decide=lambda m, champ, s: decide(m, champ, s.equities.promotion),
+        min_shadow=lambda s: s.equities.promotion.min_shadow_sessions,
         gate_description=GATE_TEXT,
         load=load_bundle,
         description=f"The {kind} cross-sectional alpha as of the session: CPCV with purging "

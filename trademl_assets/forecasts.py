@@ -169,6 +169,7 @@ SPEC = SleeveSpec(
     },
     train=train_forecasters,
     decide=lambda m, champ, s: decide(m, champ, s.forecasts.promotion),
+    min_shadow=lambda s: s.forecasts.promotion.min_shadow_sessions,
     gate_description="The blend's OOS rank IC on the realized signals ≥ "
     "forecasts.promotion.min_oos_rank_ic with t-stat ≥ min_oos_rank_ic_t, AND above the "
     "champion's as of the session; NaN fails closed.",

@@ -89,15 +89,17 @@ def model_rows(lake: Lake, model_asset: str) -> pl.DataFrame:
     if not keys:
         return pl.DataFrame(schema={"date": pl.Date, "version": pl.String})
     rows = lake.scan(model_asset, keys).collect()
-    return rows.filter(pl.col("version").is_not_null()).sort("date")
+    return rows.filter(pl.col("version").is_not_null()).sort("date", maintain_order=True)
 
 
 def challenger_as_of(
     registered: pl.DataFrame, history: pl.DataFrame, session: dt.date
 ) -> dict[str, Any] | None:
-    """The newest version registered as of `session` when it is not the champion as of it
+    """The newest version trained as of `session` when it is not the champion as of it
     (the challenger a shadow book trades); None otherwise."""
     known = registered.filter(pl.col("date") <= session)
+    if "event" in known.columns:  # promotions after a shadow record are not new versions
+        known = known.filter(pl.col("event") == "trained")
     if known.height == 0:
         return None
     newest = known.row(-1, named=True)

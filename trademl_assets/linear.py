@@ -29,6 +29,7 @@ SPEC = SleeveSpec(
         features=lambda s: sleeve_features(s, s.linear.features, "linear.features"),
     ),
     decide=lambda m, champ, s: decide(m, champ, s.linear.promotion),
+    min_shadow=lambda s: s.linear.promotion.min_shadow_sessions,
     gate_description=GATE_TEXT,
     load=load_bundle,
     description="Ridge / elastic net on the standardized features as of the session, every "

@@ -3,6 +3,12 @@
 Partition keys are sessions (YYYY-MM-DD). A session's partition exists from
 17:00 exchange time on that day (after the close), so the last partition is
 always the latest completed session. Lookbacks count sessions, not days.
+
+Dagster fixes partitions and partition mappings when the definitions load, so the settings
+they come from (`trademl.config.FIXED_AT_LOAD`: data start, calendar, label and training
+windows, backtest and policy windows, the forecasters' input window, which sleeves exist)
+are read here once, from the file in force at load. Every other setting is read at run time;
+a run whose file changed a fixed one since is refused until the code location reloads.
 """
 
 from __future__ import annotations

@@ -120,6 +120,7 @@ GRPO = SleeveSpec(
     ins=POLICY_INS,
     train=train_grpo,
     decide=lambda m, champ, s: decide(m, champ, s.policy.promotion),
+    min_shadow=lambda s: s.policy.promotion.min_shadow_sessions,
     gate_description="On sessions after its training window, the sized book's net Sharpe "
     "(backtest with costs) beats the unsized book's by policy.promotion.min_sharpe_margin with "
     "a daily-improvement t-stat ≥ min_improvement_t, is ≥ min_sharpe, and beats the sizing "

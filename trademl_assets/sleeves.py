@@ -32,6 +32,7 @@ from trademl.config import Settings
 from trademl.models.gate import Decision
 from trademl.models.sleeve import NotTrainable, Trained
 from trademl.provenance import data_fingerprint
+from trademl_assets import probation
 from trademl_assets.history import (
     ModelCache,
     challenger_as_of,
@@ -84,6 +85,8 @@ class SleeveSpec:
     score_ins: Mapping[str, dg.AssetIn] = field(default_factory=dict)
     score: ScoreFn | None = None
     score_kinds: frozenset[str] = field(default_factory=lambda: frozenset({"onnx"}))
+    #: Shadow sessions a passing challenger must trade before promotion (0: promote at once).
+    min_shadow: Callable[[Settings], int] = lambda s: 0
 
     @property
     def model_key(self) -> str:
@@ -110,6 +113,8 @@ def _model_row_schema(spec: SleeveSpec) -> dict[str, pl.DataType]:
         "run_id": pl.String(),
         "model_uri": pl.String(),
         "passed_gate": pl.Boolean(),
+        "held": pl.Boolean(),
+        "event": pl.String(),
         "n_trials": pl.Int64(),
         "verdict": pl.String(),
         "info": pl.String(),
@@ -203,7 +208,22 @@ def _run_training(
     history = champion_history(lake, spec.champion_key)
     passed: list[tuple[dt.date, dict]] = []
     rows, oofs, verdicts, figures = [], [], [], {}
+    needed = spec.min_shadow(s)
     for as_of in sessions_of(context.partition_keys):
+        if needed:  # a held challenger with its shadow record is promoted first
+            registered = pl.concat(
+                [
+                    model_rows(lake, spec.model_key),
+                    pl.DataFrame(rows, schema=_model_row_schema(spec)),
+                ],
+                how="diagonal_relaxed",
+            ).filter(pl.col("version").is_not_null())
+            proven, why = probation.review(lake, spec.name, registered, history, as_of, needed)
+            context.log.info(f"{spec.name} shadow review as of {as_of}: {why}")
+            if proven is not None:
+                rows.append(proven)
+                metrics = mlflow.client().get_run(proven["run_id"]).data.metrics
+                passed.append((as_of, dict(metrics)))
         try:
             trained = spec.train(inputs, as_of, s, context.log.info)
         except NotTrainable as why:
@@ -213,6 +233,8 @@ def _run_training(
                     "date": as_of,
                     "model": spec.name,
                     "passed_gate": False,
+                    "held": False,
+                    "event": "not_trained",
                     "n_trials": 0,
                     "verdict": f"not trained: {why}",
                 }
@@ -231,14 +253,20 @@ def _run_training(
             tempfile.TemporaryDirectory() as tmp,
         ):
             uri = _log_trained(run, trained, as_of, Path(tmp))
-            run.set_tags({"trademl.gate": "passed" if decision.promote else "refused"})
+            held = decision.promote and needed > 0
+            gate = "held" if held else "passed" if decision.promote else "refused"
+            run.set_tags({"trademl.gate": gate})
         version = mlflow.register(run.run_id, uri, spec.name)
-        if decision.promote:
+        verdict = decision.summary()
+        if held:
+            verdict += f"; held until it has traded {needed} sessions in the shadow"
+            mlflow.refuse(spec.name, version, {"shadow_record": f"needs {needed} sessions"})
+        elif decision.promote:
             passed.append((as_of, trained.metrics))
         else:
             mlflow.refuse(spec.name, version, decision.reasons())
         figures = trained.figures
-        verdicts.append((as_of, decision.summary(), {c.name: c for c in decision.failed()}))
+        verdicts.append((as_of, verdict, {c.name: c for c in decision.failed()}))
         rows.append(
             {
                 "date": as_of,
@@ -246,9 +274,11 @@ def _run_training(
                 "version": version,
                 "run_id": run.run_id,
                 "model_uri": uri,
-                "passed_gate": decision.promote,
+                "passed_gate": decision.promote and not held,
+                "held": held,
+                "event": "trained",
                 "n_trials": trained.n_trials,
-                "verdict": decision.summary(),
+                "verdict": verdict,
                 "info": _json(trained.info),
                 **{k: _float(trained.metrics.get(k)) for k in spec.row_metrics},
             }
@@ -258,7 +288,7 @@ def _run_training(
                 trained.oof.with_columns(
                     pl.lit(as_of).alias("as_of"),
                     pl.lit(version).alias("version"),
-                    pl.lit(decision.promote).alias("passed_gate"),
+                    pl.lit(decision.promote and not held).alias("passed_gate"),
                     pl.lit(trained.n_trials).alias("n_trials"),
                     pl.lit(_float(trained.metrics.get("pbo"))).alias("sleeve_pbo"),
                     pl.lit(_float(trained.metrics.get("dsr"))).alias("sleeve_dsr"),
@@ -307,7 +337,8 @@ def _gate_result(spec: SleeveSpec, verdicts: list[tuple[dt.date, str, dict]]) ->
         asset_key=spec.model_key,
         passed=not failed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(f"{d}: {t}" for d, t, _ in failed[:6]) or "every bar passed",
+        description="; ".join(f"{d}: {t}" for d, t, _ in failed[:6])
+        or (verdicts[-1][1] if verdicts else "every bar passed"),
         metadata=meta,
     )
 

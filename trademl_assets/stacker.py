@@ -130,6 +130,7 @@ def spec(sleeves: list[str]) -> SleeveSpec:
         ins={f"{n}_oof": dg.AssetIn(f"{n}_oof") for n in sleeves},
         train=train,
         decide=lambda m, champ, s: decide(m, champ, s.stacker.promotion),
+        min_shadow=lambda s: s.stacker.promotion.min_shadow_sessions,
         gate_description="Median-path OOS rank IC above the best single sleeve's (same rows "
         "and paths) by stacker.promotion.ic_margin_vs_best_sleeve; PBO and DSR no worse than "
         "that sleeve's (or within max_pbo / min_dsr); above the stacker champion's as of the "

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 
 from resources.broker import BrokerResource
 from resources.lake import LakeIOManager, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
-from trademl.config import Settings, config_path
+from trademl.config import Settings, config_path, fixed_at_load
 from trademl_assets import data, execution, features, forecasts, labels, portfolio, report, shadow
 from trademl_assets.partitions import SETTINGS
 from trademl_assets.registry import ALPHA, SIZING, STACKER, sleeve_assets
@@ -48,7 +50,9 @@ def resources_for(settings: Settings) -> dict[str, object]:
     return {
         "lake": LakeIOManager(store=store),
         "lake_store": store,
-        "settings": SettingsResource(config_path=str(config_path())),
+        "settings": SettingsResource(
+            config_path=str(config_path()), fixed=json.dumps(fixed_at_load(settings))
+        ),
         "market_data": MarketDataResource.from_settings(settings),
         "broker": BrokerResource(
             kind=settings.execution.broker,

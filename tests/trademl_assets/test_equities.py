@@ -189,3 +189,55 @@ def test_a_backfilled_session_faces_its_own_champion_and_leaves_the_alias(env):
     scored = lake.scan("equities_lgbm_scores", [mid]).collect()
     champ = scored.filter(pl.col("role") == "champion")
     assert champ.get_column("model_version").unique().to_list() == [row["version"]]
+
+
+def test_a_required_shadow_record_holds_a_passing_challenger_until_it_has_traded(env):
+    """min_shadow_sessions: a challenger clearing every bar is held, trades in the shadow,
+    and is promoted by the next training run once its record is long enough."""
+    base, home = env
+    lake = Lake(home / "lake")
+    mlflow: MlflowResource = base["mlflow"]
+    # (any champion of the earlier tests is beatable: this test is about the shadow record)
+    probation = LENIENT.replace("}", ", ic_margin_vs_champion: -1.0, min_shadow_sessions: 3}")
+
+    def champion() -> str | None:
+        v = mlflow.alias_version("equities_lgbm", "champion")
+        return None if v is None else str(v.version)
+
+    champion_before = champion()
+
+    def shadow(version: str, sessions: list[str]) -> None:
+        for k in sessions:
+            day = pl.DataFrame(
+                {
+                    "date": [dt.date.fromisoformat(k)],
+                    "book": [f"equities_lgbm@{version}"],
+                    "symbol": ["S0001"],
+                    "weight": [0.01],
+                }
+            )
+            lake.write_partitions("shadow_weights", day, [k], "date")
+
+    first, second, third = KEYS[-9], KEYS[-6], KEYS[-2]
+    assert _run(base, home, [first], MODEL, probation).success
+    held = lake.scan("equities_lgbm_model", [first]).collect().row(0, named=True)
+    assert held["held"] and not held["passed_gate"] and "held until" in held["verdict"]
+    assert champion() == champion_before
+    shadow(held["version"], KEYS[-9:-7])  # two sessions: not enough at the next training
+    assert _run(base, home, [second], MODEL, probation).success
+    rows = lake.scan("equities_lgbm_model", [second]).collect()
+    assert rows.get_column("event").to_list() == ["trained"]  # no promotion, a new held one
+    newer = rows.row(0, named=True)
+    assert newer["held"] and newer["version"] != held["version"]
+    shadow(newer["version"], KEYS[-6:-3])  # three sessions: proven by the next training
+    assert _run(base, home, [third], MODEL, probation).success
+    rows = lake.scan("equities_lgbm_model", [third]).collect()
+    assert rows.get_column("event").to_list() == ["shadow_record", "trained"]
+    proven = rows.row(0, named=True)
+    assert proven["version"] == newer["version"] and proven["passed_gate"]
+    assert "traded 3 of 3 shadow sessions" in proven["verdict"]
+    # promoted as of `third` (the alias stays on a later promotion of the earlier tests)
+    tags = mlflow.client().get_model_version("equities_lgbm", newer["version"]).tags
+    assert tags.get("promotion.verdict", "").endswith("promoted")
+    history = lake.scan("equities_lgbm_champion", [third]).collect()
+    assert history.get_column("version").to_list() == [newer["version"]]
