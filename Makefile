@@ -11,7 +11,7 @@ export TRADEML_HOME ?= $(CURDIR)/.trademl
 export TRADEML_ENV ?= local
 export DAGSTER_HOME ?= $(TRADEML_HOME)/dagster
 
-.PHONY: install install-dev demo test lint format dev bench clean
+.PHONY: install install-dev demo test lint format dev bench mlflow clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ dev: install
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run
+
+mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(TRADEML_HOME)/mlflow.db \
+		--host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf $(TRADEML_HOME)

@@ -15,7 +15,6 @@ entry in `trademl_assets.registry`; these factories turn it into assets:
 """
 
 import datetime as dt
-import math
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,8 +42,16 @@ from trademl_assets.history import (
 )
 from trademl_assets.metadata import figure_metadata, frame_metadata
 from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
+from trademl_assets.sleeve_steps import (
+    GATE,
+    as_float,
+    as_json,
+    champion_metrics,
+    gate_result,
+    log_trained,
+    model_row_schema,
+)
 
-GATE = "promotion_gate"
 ROLES = ("champion", "challenger")
 SCORE_SCHEMA = {
     "date": pl.Date,
@@ -105,60 +112,6 @@ class SleeveSpec:
         return f"{self.name}_scores"
 
 
-def _model_row_schema(spec: SleeveSpec) -> dict[str, pl.DataType]:
-    return {
-        "date": pl.Date(),
-        "model": pl.String(),
-        "version": pl.String(),
-        "run_id": pl.String(),
-        "model_uri": pl.String(),
-        "passed_gate": pl.Boolean(),
-        "held": pl.Boolean(),
-        "event": pl.String(),
-        "n_trials": pl.Int64(),
-        "verdict": pl.String(),
-        "info": pl.String(),
-        **{k: pl.Float64() for k in spec.row_metrics},
-    }
-
-
-def _champion_metrics(
-    mlflow: MlflowResource, champ: dict[str, Any] | None, passed: list[tuple[dt.date, dict]]
-) -> dict[str, Any] | None:
-    """The champion as of the session: promoted on or before it, or passed earlier in this
-    run — never the alias holder of today, which may have trained on later sessions."""
-    metrics = mlflow.client().get_run(champ["run_id"]).data.metrics if champ else None
-    if passed and (champ is None or passed[-1][0] >= champ["date"]):
-        metrics = passed[-1][1]
-    return metrics
-
-
-def _log_trained(run: Any, trained: Trained, as_of: dt.date, tmp: Path) -> str:
-    """Log everything of `trained` to the open MLflow run; returns the model's URI."""
-    import json
-
-    run.log_params({"as_of": as_of, **trained.params})
-    run.log_metrics({k: float(v) for k, v in trained.metrics.items() if isinstance(v, int | float)})
-    for path, fig in trained.figures.items():
-        run.log_figure(fig, path)
-    for path, obj in trained.documents.items():
-        run.log_dict(obj, path)
-    tables = dict(trained.tables)
-    if trained.oof is not None:
-        tables["oof/oof.parquet"] = trained.oof
-    for path, frame in tables.items():
-        local = tmp / path
-        local.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(local)
-        run.log_artifact(local, artifact_path=str(Path(path).parent))
-    if trained.layout is not None:
-        run.log_dict(json.loads(trained.layout.to_json()), "oof/layout.json")
-    if trained.onnx is not None:
-        run.log_onnx_model(trained.onnx, name="onnx")
-    trained.save(tmp / "model")
-    return run.log_model_files(tmp / "model", "model")
-
-
 def model_assets(spec: SleeveSpec) -> dg.AssetsDefinition:
     """`<model_asset>` (+ `<sleeve>_oof` for alpha sleeves) with the `promotion_gate` check."""
     outs = {
@@ -214,7 +167,7 @@ def _run_training(
             registered = pl.concat(
                 [
                     model_rows(lake, spec.model_key),
-                    pl.DataFrame(rows, schema=_model_row_schema(spec)),
+                    pl.DataFrame(rows, schema=model_row_schema(spec.row_metrics)),
                 ],
                 how="diagonal_relaxed",
             ).filter(pl.col("version").is_not_null())
@@ -241,7 +194,7 @@ def _run_training(
             )
             verdicts.append((as_of, f"not trained: {why}", {}))
             continue
-        champ = _champion_metrics(mlflow, champion_as_of(history, as_of), passed)
+        champ = champion_metrics(mlflow, champion_as_of(history, as_of), passed)
         decision = spec.decide(trained.metrics, champ, s)
         with (
             mlflow.start_run_for(
@@ -252,7 +205,7 @@ def _run_training(
             ) as run,
             tempfile.TemporaryDirectory() as tmp,
         ):
-            uri = _log_trained(run, trained, as_of, Path(tmp))
+            uri = log_trained(run, trained, as_of, Path(tmp))
             held = decision.promote and needed > 0
             gate = "held" if held else "passed" if decision.promote else "refused"
             run.set_tags({"trademl.gate": gate})
@@ -279,8 +232,8 @@ def _run_training(
                 "event": "trained",
                 "n_trials": trained.n_trials,
                 "verdict": verdict,
-                "info": _json(trained.info),
-                **{k: _float(trained.metrics.get(k)) for k in spec.row_metrics},
+                "info": as_json(trained.info),
+                **{k: as_float(trained.metrics.get(k)) for k in spec.row_metrics},
             }
         )
         if trained.oof is not None and trained.layout is not None:
@@ -290,18 +243,18 @@ def _run_training(
                     pl.lit(version).alias("version"),
                     pl.lit(decision.promote and not held).alias("passed_gate"),
                     pl.lit(trained.n_trials).alias("n_trials"),
-                    pl.lit(_float(trained.metrics.get("pbo"))).alias("sleeve_pbo"),
-                    pl.lit(_float(trained.metrics.get("dsr"))).alias("sleeve_dsr"),
+                    pl.lit(as_float(trained.metrics.get("pbo"))).alias("sleeve_pbo"),
+                    pl.lit(as_float(trained.metrics.get("dsr"))).alias("sleeve_dsr"),
                     pl.lit(trained.layout.to_json()).alias("layout"),
                 )
             )
-    out = pl.DataFrame(rows, schema=_model_row_schema(spec))
+    out = pl.DataFrame(rows, schema=model_row_schema(spec.row_metrics))
     last = out.row(-1, named=True)
     meta: dict[str, Any] = {
         "version": str(last["version"]),
         "passed_gate": bool(last["passed_gate"]),
         "verdict": str(last["verdict"]),
-        **{k: dg.MetadataValue.float(_float(last[k])) for k in spec.row_metrics},
+        **{k: dg.MetadataValue.float(as_float(last[k])) for k in spec.row_metrics},
     }
     meta |= {
         name.split("/")[-1].removesuffix(".png"): figure_metadata(fig)
@@ -319,38 +272,7 @@ def _run_training(
             output_name=spec.oof_key,
             metadata=frame_metadata(frame, len(context.partition_keys)),
         )
-    yield _gate_result(spec, verdicts)
-
-
-def _gate_result(spec: SleeveSpec, verdicts: list[tuple[dt.date, str, dict]]) -> Any:
-    """The verdict over the run's as-of sessions: failed bars with the value and the bar."""
-    failed = [(d, text, bad) for d, text, bad in verdicts if bad or text.startswith("not")]
-    meta: dict[str, Any] = {}
-    for d, _, bad in failed[-1:]:
-        meta = {
-            name: dg.MetadataValue.text(f"{c.value:.4g} vs bar {c.op} {c.threshold:.4g}")
-            for name, c in bad.items()
-        }
-        meta["session"] = dg.MetadataValue.text(str(d))
-    return dg.AssetCheckResult(
-        check_name=GATE,
-        asset_key=spec.model_key,
-        passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(f"{d}: {t}" for d, t, _ in failed[:6])
-        or (verdicts[-1][1] if verdicts else "every bar passed"),
-        metadata=meta,
-    )
-
-
-def _float(v: Any) -> float:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
-
-
-def _json(d: Mapping[str, Any]) -> str:
-    import json
-
-    return json.dumps(dict(d), sort_keys=True, default=str)
+    yield gate_result(spec.model_key, verdicts)
 
 
 def champion_asset(spec: SleeveSpec) -> dg.AssetsDefinition:
