@@ -1,6 +1,7 @@
 """The linear sleeve: ridge (or elastic net) on the same features and CPCV layout as the
 equities sleeves — the strong baseline at low signal-to-noise."""
 
+from trademl.models.equities.pipeline import CPCV_SCALARS
 from trademl.models.linear.promotion import decide
 from trademl_assets.equities import (
     GATE_TEXT,
@@ -34,15 +35,7 @@ SPEC = SleeveSpec(
     load=load_bundle,
     description="Ridge / elastic net on the standardized features as of the session, every "
     "penalty in linear.alphas tried on the equities CPCV layout; registered as `linear`.",
-    row_metrics=(
-        "oos_rank_ic",
-        "path_sharpe_median",
-        "max_drawdown",
-        "dsr",
-        "pbo",
-        "baseline_rank_ic",
-        "hpo_best_rank_ic",
-    ),
+    row_metrics=CPCV_SCALARS,
     kinds=frozenset({"sklearn", "onnx", "mlflow"}),
     score_ins=SCORE_INS,
     score=score_features,

@@ -25,6 +25,7 @@ from trademl.params import backtest_params, cost_model, grpo_params, portfolio_p
 from trademl_assets.history import ModelCache, champion_as_of, champion_history
 from trademl_assets.metadata import frame_metadata
 from trademl_assets.partitions import POLICY_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
+from trademl_assets.portfolio import WEIGHTS_SCHEMA
 from trademl_assets.sleeves import SleeveSpec
 
 POLICY_INS = {
@@ -135,19 +136,13 @@ GRPO = SleeveSpec(
     kinds=frozenset({"pytorch", "onnx", "mlflow"}),
 )
 
+#: The traded book: the target weights' columns with the size and the sizer beside them.
 SIZED_SCHEMA = {
-    "date": pl.Date,
-    "symbol": pl.String,
-    "weight": pl.Float64,
+    **{k: v for k, v in WEIGHTS_SCHEMA.items() if k in ("date", "symbol", "weight")},
     "target_weight": pl.Float64,
     "size": pl.Float64,
     "sizer": pl.String,
-    "score": pl.Float64,
-    "sigma": pl.Float64,
-    "adv": pl.Float64,
-    "source": pl.String,
-    "models": pl.String,
-    "n_trials": pl.Int64,
+    **{k: v for k, v in WEIGHTS_SCHEMA.items() if k not in ("date", "symbol", "weight")},
 }
 
 

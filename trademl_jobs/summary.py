@@ -14,18 +14,11 @@ import polars as pl
 
 from resources.lake import Lake
 from trademl.config import Settings
+from trademl.models.equities.pipeline import CPCV_SCALARS
 
 #: The headline metrics of each kind of sleeve in the summary.
 HEADLINE = {
-    "alpha": (
-        "oos_rank_ic",
-        "path_sharpe_median",
-        "max_drawdown",
-        "dsr",
-        "pbo",
-        "baseline_rank_ic",
-        "rank_ic_t_stat",
-    ),
+    "alpha": (*CPCV_SCALARS[:6], "rank_ic_t_stat"),
     "stacker": ("oos_rank_ic", "best_sleeve_rank_ic", "equal_weight_rank_ic", "dsr", "pbo"),
     "sizing": ("sharpe_sized", "sharpe_unsized", "improvement_t", "mean_size"),
 }

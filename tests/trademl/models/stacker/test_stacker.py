@@ -161,3 +161,19 @@ def test_gate_bars_fail_closed_and_face_the_champion():
     assert not decide({**good, "dsr": float("nan")}, None, bars).promote
     assert not decide(good, {"oos_rank_ic": 0.09}, bars).promote  # the champion is better
     assert decide(good, {"oos_rank_ic": 0.07}, bars).promote
+
+
+@pytest.mark.parametrize("method", ["positive_ridge", "lgbm_monotone"])
+def test_the_optional_combiners_also_learn_from_oof_and_round_trip(method, tmp_path):
+    p = Panel(seed=6, t=300, n=60)
+    a, b = p.signal(), p.signal()
+    y = 0.02 * (0.15 * a + 0.15 * b + p.rng.normal(size=a.size))
+    oofs = {"a": p.sleeve("a", y, p.noisy(a)), "b": p.sleeve("b", y, p.noisy(b))}
+    fit = train_stacker(oofs, sessions=SESSIONS, method=method, ridge_alpha=1.0, lgbm_trees=20)
+    m = fit.metrics
+    assert m["oos_rank_ic"] > max(s["rank_ic_median_path"] for s in fit.sleeve_metrics.values())
+    loaded = StackerModel.load(fit.model.save(tmp_path / method))
+    z = np.column_stack([np.linspace(-2, 2, 9), np.zeros(9)])
+    scored = loaded.predict_matrix(z)
+    assert scored == pytest.approx(fit.model.predict_matrix(z))
+    assert (np.diff(scored) >= -1e-12).all()  # non-decreasing in every sleeve's score
