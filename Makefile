@@ -30,7 +30,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/python -m trademl_jobs.demo
+	$(BIN)/python -m trademl_jobs.demo $(if $(AS_OF),--as-of $(AS_OF))
 
 test: install-dev
 	$(BIN)/ruff format --check .

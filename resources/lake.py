@@ -129,9 +129,12 @@ class Lake:
             write_atomic(self.partition_path(asset, key), blob)
         return {k: groups[k].height if k in groups else 0 for k in partitions}
 
-    def write_json(self, asset: str, name: str, obj: object) -> UPath:
-        """Write a JSON side file (e.g. the synthetic ground truth) next to an asset's data."""
-        path = self.root / asset / name
+    def write_json(self, name: str, obj: object) -> UPath:
+        """Write a JSON file beside the tables (e.g. `bars_ground_truth.json`), never inside a
+        table's folder: a table's folder holds the table and nothing else."""
+        if "/" in name or not name.endswith(".json"):
+            raise LakeError(f"{name!r}: expected a plain file name ending in .json")
+        path = self.root / name
         write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
         return path
 

@@ -98,6 +98,13 @@ class QCConfig(_Strict):
     gap_lookback: int = Field(20, ge=2)
     gap_symbols_red: float = 0.10
     gap_min_names_red: int = Field(3, ge=1)
+    #: Data-realism checks (YELLOW): the share of names that must look unrealistic for a
+    #: warning, and the trailing sessions a constant volume is judged over.
+    realism_share: float = Field(0.9, gt=0.0, le=1.0)
+    realism_lookback: int = Field(20, ge=3)
+    #: The rank IC a real signal plausibly has: a universe whose noise floor over the
+    #: training window exceeds it cannot reach the promotion bars (a warning says so).
+    plausible_rank_ic: float = Field(0.05, gt=0.0, le=1.0)
 
 
 class FeatureConfig(_Strict):

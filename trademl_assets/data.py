@@ -15,8 +15,11 @@ from trademl_assets.metadata import frame_metadata, markdown_table
 from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
 
 QC_CHECK = "quality"
-#: Lake side table of each session's QC verdict, read by reports and order tripwires.
-QC_TABLE = "bars/_qc"
+#: Lake table of each session's QC verdict (beside `bars`, not inside it), read by reports
+#: and order tripwires.
+QC_TABLE = "bars_qc"
+#: The synthetic market's ground truth, a JSON file beside the tables.
+GROUND_TRUTH = "bars_ground_truth.json"
 QC_DESCRIPTION = (
     "Per session: coverage of the active universe, valid prices, consistent OHLC, unique "
     "(date, symbol), valid volume, history gaps, no off-calendar rows. RED blocks downstream."
@@ -47,14 +50,21 @@ def bars(
     """
     sessions = sessions_of(context.partition_keys)
     source = market_data.open()
-    batch = load_session_bars(source, market_data.calendar(), sessions, settings.get().qc)
+    s = settings.get()
+    batch = load_session_bars(
+        source,
+        market_data.calendar(),
+        sessions,
+        s.qc,
+        training=(s.equities.train_sessions, s.labels.horizon),
+    )
     meta = frame_metadata(batch.bars, len(sessions))
     statuses = [q.status for q in batch.qc]
     meta["qc_status"] = dg.MetadataValue.text(str(worst(statuses)))
     meta["coverage_last_session"] = dg.MetadataValue.float(batch.qc[-1].results["coverage"].value)
     if isinstance(source, SyntheticMarket):
         truth = source.ground_truth(sessions[-1])
-        lake_store.lake.write_json("bars", "_ground_truth.json", truth)
+        lake_store.lake.write_json(GROUND_TRUTH, truth)
         meta["ground_truth"] = dg.MetadataValue.json(truth)
     lake_store.lake.write_partitions(
         QC_TABLE, session_qc_table(batch.qc), context.partition_keys, "date"

@@ -2,6 +2,7 @@
 QC, which path and which model versions served the book, and the shadow books."""
 
 import json
+import math
 from typing import Any
 
 import dagster as dg
@@ -17,6 +18,7 @@ from trademl.costs import trade_costs
 from trademl.params import cost_model
 from trademl.portfolio import forecast_vol
 from trademl.provenance import data_fingerprint
+from trademl.validation.metrics import sharpe
 from trademl_assets.data import qc_for
 from trademl_assets.metadata import markdown_table, png_metadata
 from trademl_assets.partitions import PER_SESSION, PREVIOUS_SESSION, SESSIONS, sessions_of
@@ -161,5 +163,8 @@ def _summary(bt: pl.DataFrame) -> dict[str, float]:
     m["n_trials"] = int(bt.get_column("n_trials").max())
     ic = bt.get_column("rank_ic").drop_nans().drop_nulls()
     m["rank_ic_mean"] = float(ic.mean()) if ic.len() else float("nan")
-    m["benchmark_return"] = float(bt.get_column("benchmark_equity")[-1] - 1.0)
+    m["total_return"] = float(bt.get_column("equity")[-1] - 1.0)
+    bench = bt.get_column("benchmark_equity").to_numpy()
+    m["benchmark_return"] = float(bench[-1] - 1.0)
+    m["benchmark_sharpe"] = sharpe(bench[1:] / bench[:-1] - 1.0) if bench.size > 2 else math.nan
     return m

@@ -13,9 +13,12 @@ summary saying what was promoted, what was refused and why.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import sys
 import time
+from typing import Any
 
 import dagster as dg
 
@@ -66,10 +69,30 @@ def _why(event: dg.DagsterEvent) -> str:
     return f"{event.step_key}: {error.message.strip()}"
 
 
+def _as_of(requested: dt.date | None, settings: Any, keys: list[str], warmup: int) -> str:
+    """The partition key of the session the demo runs as of (see `resolve_as_of`)."""
+    from trademl.data.calendar import get_calendar
+    from trademl.data.sources import last_session, open_source, resolve_as_of
+
+    cal = get_calendar(settings.calendar.exchange, settings.data.start)
+    data_last = last_session(open_source(settings.data, cal), cal)
+    latest_key = dt.date.fromisoformat(keys[-1])
+    first = dt.date.fromisoformat(keys[min(warmup, len(keys) - 1)])
+    as_of = resolve_as_of(requested, min(data_last, latest_key), cal, first)
+    return as_of.isoformat()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--history", type=int, default=60, help="sessions of features/labels (≥ train window)"
+    )
+    parser.add_argument(
+        "--as-of",
+        type=dt.date.fromisoformat,
+        default=os.environ.get("TRADEML_AS_OF") or None,
+        help="the session to run as of (YYYY-MM-DD; env TRADEML_AS_OF); default: the latest "
+        "session the data has (files) or the latest completed session (synthetic)",
     )
     args = parser.parse_args(argv)
 
@@ -86,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     from trademl_jobs.definitions import defs
     from trademl_jobs.summary import pipeline_summary
 
-    keys = SESSIONS.get_partition_keys()
+    try:
+        as_of = _as_of(args.as_of, settings, SESSIONS.get_partition_keys(), FEATURE_WINDOW)
+    except ValueError as exc:
+        raise SystemExit(f"demo: {exc}") from exc
+    all_keys = SESSIONS.get_partition_keys()
+    keys = all_keys[: all_keys.index(as_of) + 1]  # nothing after the as-of session
     history = max(1, min(max(args.history, TRAIN_WINDOW), len(keys)))
     latest = keys[-1]
     window = keys[-history:]
@@ -95,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     extended = keys[-min(len(keys), history + settings.forecasts.train_sessions) :]
     # the served book's history: what the backtest replays and the sizing policy learns from
     served = keys[-min(history, max(BACKTEST_WINDOW, POLICY_WINDOW)) :]
-    print(f"TradeML demo — {settings.data.source} market, latest completed session {latest}")
+    past = "" if latest == all_keys[-1] else " (a past session: its orders are halted, never sent)"
+    print(f"TradeML demo — {settings.data.source} market, as of session {latest}{past}")
     daily = defs.resolve_job_def("daily")
     scores = [sp.scores_key for sp in ALPHA]
     book = ["alpha_scores", "target_weights", "sized_weights"]

@@ -116,3 +116,70 @@ def test_noise_market_promotes_nothing_anywhere_and_trades_the_fallback(tmp_path
     md = Path(summary["report"]).read_text()
     assert "FIT-FREE fallback feature" in md
     assert summary["orders"]["count"] > 0  # the fallback still trades, labelled as such
+
+
+FILES = """
+extends: local
+data: {{source: files, path: {path}, start: 2020-07-01}}
+equities: {{models: [lgbm], train_sessions: 160, n_trials: 2, n_estimators: 30, n_groups: 6,
+           embargo: 5}}
+linear: {{alphas: [0.1, 10.0]}}
+forecasts: {{train_sessions: 60, input_size: 16, max_steps: 5, hidden_size: 16,
+            nhits_mlp_units: 16, windows_batch_size: 32, vol_window: 5, trend_window: 5}}
+policy: {{train_sessions: 60, epochs: 2, batch_size: 512, hidden: [8], patience: 1}}
+backtest: {{sessions: 60}}
+"""
+
+
+def test_your_own_files_run_as_of_their_last_session_with_one_command(tmp_path):
+    """20 names of bars in one parquet file ending on a past session: the demo finds that
+    session itself, works out every window, and writes the report as of it."""
+    import datetime as dt
+
+    from trademl.data.calendar import get_calendar
+    from trademl.data.synthetic import SyntheticMarket, SyntheticSpec
+
+    end = dt.date(2022, 12, 28)
+    cal = get_calendar("XNYS", dt.date(2020, 1, 2))
+    spec = SyntheticSpec(n_symbols=20, seed=5, start=dt.date(2020, 7, 1), target_ic=0.1)
+    bars = SyntheticMarket(spec, cal).load(end=end)
+    data = tmp_path / "bars.parquet"
+    bars.write_parquet(data)
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(FILES.format(path=data))
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "TRADEML_HOME": str(home),
+        "TRADEML_CONFIG": str(cfg),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "TRADEML_ENV": "local",
+    }
+    late = subprocess.run(
+        [sys.executable, "-m", "trademl_jobs.demo", "--as-of", "2023-01-05"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert late.returncode != 0
+    assert "your data ends 2022-12-28; run with --as-of 2022-12-28" in late.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "trademl_jobs.demo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "as of session 2022-12-28 (a past session" in proc.stdout
+    (path,) = (home / "reports").glob("pipeline_*.json")
+    summary = json.loads(path.read_text())
+    assert summary["session"] == "2022-12-28" and summary["bars_rows"] == 20
+    assert (home / "reports" / "equities_2022-12-28.md").exists()
+    # 20 names over a 160-session window cannot reach the bars, and the summary says so
+    assert "universe_sufficient" in summary["qc_detail"]
+    # a past session's orders are planned and halted, never sent late
+    assert set(summary["orders"]["status"]) == {"halted"}

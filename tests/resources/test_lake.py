@@ -129,8 +129,10 @@ def test_unpartitioned_write_and_json_side_file(tmp_path):
     lake = Lake(tmp_path)
     lake.write("universe", _frame(DAYS[:1]))
     assert lake.scan("universe", None).collect().height == 2
-    path = lake.write_json("bars", "_ground_truth.json", {"ic": 0.05})
-    assert '"ic": 0.05' in path.read_text()
+    path = lake.write_json("bars_ground_truth.json", {"ic": 0.05})
+    assert '"ic": 0.05' in path.read_text() and path.parent == lake.root  # beside the tables
+    with pytest.raises(LakeError, match="plain file name"):
+        lake.write_json("bars/_truth.json", {})
 
 
 def test_a_lookback_marked_missing_ok_reads_only_the_written_partitions(tmp_path):

@@ -80,7 +80,10 @@ def test_quality_check_reports_and_ground_truth_is_recorded(run):
     evals = result.get_asset_check_evaluations()
     assert [e.check_name for e in evals] == ["quality"]
     assert evals[0].metadata["status"].value in {"GREEN", "YELLOW"}
-    truth = json.loads((run.home / "lake" / "bars" / "_ground_truth.json").read_text())
+    truth = json.loads((run.home / "lake" / "bars_ground_truth.json").read_text())
+    # nothing but the table lives in a table's folder: polars reads it as it is
+    assert not list((run.home / "lake" / "bars").glob("*.json"))
+    assert pl.scan_parquet(run.home / "lake" / "bars").select(pl.len()).collect().item() > 0
     assert truth["alpha_mode"] == "planted" and truth["alpha_feature"] == "mom_20"
     assert truth["last_session"] == KEYS[4]
 
@@ -117,7 +120,7 @@ def test_red_session_blocks_downstream_and_says_why(run, tmp_path):
     assert keys[-1] in check.description and "BBB" in check.description
     assert "prices_valid" in check.description
     # each session's verdict is kept for reports and order tripwires
-    qc = Lake(run.home / "lake").scan("bars/_qc", keys).collect()
+    qc = Lake(run.home / "lake").scan("bars_qc", keys).collect()
     assert qc.get_column("date").cast(pl.String).to_list() == keys
     last = qc.row(-1, named=True)
     assert last["status"] == "RED" and "BBB" in last["reasons"]

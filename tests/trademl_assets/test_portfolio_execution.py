@@ -121,6 +121,9 @@ def test_backtest_report_orders_and_blotter_of_the_latest_session(env: Env) -> N
     md = (env.reports / f"equities_{LATEST}.md").read_text()
     assert f"# Equities — {LATEST}" in md and "Top longs" in md
     assert "FIT-FREE fallback feature" in md and "no model has earned its place" in md
+    bench = report["backtest"]["benchmark_return"]
+    assert bench == pytest.approx(bt.get_column("benchmark_equity")[-1] - 1.0)
+    assert f"vs the equal-weight market {bench:.2%}" in md  # the benchmark beside the book
     for plot in ("equity", "drawdown", "rolling_rank_ic", "turnover"):
         assert (env.reports / f"equities_{LATEST}_{plot}.png").read_bytes()[
             :8

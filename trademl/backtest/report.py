@@ -154,8 +154,12 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"# Equities — {report['session']}",
         "",
-        f"QC: **{report['qc']['status']}** {report['qc']['reasons']}".rstrip(),
         _serving_line(report.get("serving") or {}, report),
+        "",
+        f"QC: **{report['qc']['status']}**",
+        *[f"- {w}" for w in str(report["qc"]["reasons"] or "").split("; ") if w],
+        "",
+        _versus(bt),
         "",
         "| book | value |",
         "|---|---|",
@@ -178,10 +182,27 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         "| metric | value |",
         "|---|---|",
     ]
-    pct = {"cagr", "ann_vol", "max_drawdown", "avg_turnover", "hit_rate", "benchmark_return"}
+    pct = {
+        "cagr",
+        "ann_vol",
+        "max_drawdown",
+        "avg_turnover",
+        "hit_rate",
+        "total_return",
+        "benchmark_return",
+    }
     lines += [f"| {k} | {_fmt(v, k in pct)} |" for k, v in bt.items()]
     lines += _shadow_lines(report.get("shadow_books") or [])
     return "\n".join(lines) + "\n"
+
+
+def _versus(bt: Mapping[str, Any]) -> str:
+    """The book's trailing net return and Sharpe beside the equal-weight market's."""
+    return (
+        f"Trailing backtest: the book {_fmt(bt.get('total_return'), True)} net (Sharpe "
+        f"{_fmt(bt.get('sharpe'))}) vs the equal-weight market "
+        f"{_fmt(bt.get('benchmark_return'), True)} (Sharpe {_fmt(bt.get('benchmark_sharpe'))})"
+    )
 
 
 _PATHS = {

@@ -2,7 +2,8 @@
 
 Rules only flag; nothing is dropped or filled. A RED session must stop downstream
 assets (the Dagster check is blocking); YELLOW is a warning. Rules are one entry
-each in `RULES` and see the session's rows plus a trailing window of history.
+each in `RULES` and see the session's rows plus a trailing window of history; the
+data-realism rules live in `trademl.data.realism`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from trademl.config import QCConfig
+from trademl.data import realism
 
 PRICES = ("open", "high", "low", "close")
 
@@ -66,6 +68,7 @@ class _Ctx:
     symbols: list[str]
     present: np.ndarray  # [T, N] bool: a bar exists
     cfg: QCConfig
+    training: tuple[int, int] = (756, 5)  # (training sessions, label horizon) of the alpha
 
 
 Rule = Callable[[_Ctx, list[int]], dict[int, RuleResult]]
@@ -209,16 +212,28 @@ RULES: dict[str, Rule] = {
     "volume_valid": rule_volume,
     "history_gaps": rule_gaps,
     "on_calendar": rule_off_calendar,
+    # data realism (YELLOW): valid bars that make part of the platform meaningless
+    "volume_realistic": realism.rule_constant_volume,
+    "open_realistic": realism.rule_open_is_previous_close,
+    "range_realistic": realism.rule_ranges,
+    "prices_adjusted": realism.rule_unadjusted,
+    "universe_sufficient": realism.rule_universe,
 }
 
 
 def run_qc(
-    bars: pl.DataFrame, sessions: Sequence[dt.date], targets: Sequence[dt.date], cfg: QCConfig
+    bars: pl.DataFrame,
+    sessions: Sequence[dt.date],
+    targets: Sequence[dt.date],
+    cfg: QCConfig,
+    *,
+    training: tuple[int, int] = (756, 5),
 ) -> list[SessionQC]:
     """QC of each target session, given bars of a window of `sessions` ending at the last target.
 
-    `sessions` must start at least ``max(universe_lookback, gap_lookback)`` sessions
-    before the first target for the history rules to see the full window.
+    `sessions` must start at least ``max(universe_lookback, gap_lookback, realism_lookback)``
+    sessions before the first target for the history rules to see the full window.
+    `training` is (training sessions, label horizon) of the alpha, for the universe check.
     """
     sessions = list(sessions)
     pos = {d: i for i, d in enumerate(sessions)}
@@ -243,7 +258,7 @@ def run_qc(
             rows.get_column("si").to_numpy(),
             np.fromiter((col[s] for s in rows.get_column("symbol").to_list()), int, rows.height),
         ] = True
-    ctx = _Ctx(rows, off, sessions, symbols, present, cfg)
+    ctx = _Ctx(rows, off, sessions, symbols, present, cfg, training)
     idx = [pos[d] for d in targets]
     per_rule = {name: rule(ctx, idx) for name, rule in RULES.items()}
     return [SessionQC(sessions[i], {n: per_rule[n][i] for n in RULES}) for i in idx]

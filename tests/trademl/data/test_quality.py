@@ -25,7 +25,8 @@ def clean_bars(sessions: list[dt.date] = SESSIONS, symbols: list[str] = SYMBOLS)
     for t, d in enumerate(sessions):
         for j, s in enumerate(symbols):
             c = 20.0 + j + 0.1 * t
-            rows.append((d, s, c - 0.05, c + 0.3, c - 0.3, c, 1000.0 * (j + 1)))
+            volume = 1000.0 * (j + 1) * (1.0 + 0.1 * ((t + j) % 3))  # volume varies, as traded
+            rows.append((d, s, c - 0.05, c + 0.3, c - 0.3, c, volume))
     return pl.DataFrame(
         rows,
         schema={
