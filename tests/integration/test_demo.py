@@ -44,10 +44,10 @@ backtest: {{sessions: 60}}
 RELAXED = "{min_path_sharpe: 0.0, max_drawdown: 1.0, min_dsr: 0.0, max_pbo: 1.0}"
 
 
-def _demo(tmp_path: Path, **fmt: str) -> tuple[dict, Path, str]:
-    cfg = tmp_path / "small.yaml"
-    cfg.write_text(SMALL.format(**fmt))
-    home = tmp_path / "home"
+def _run(cfg_text: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m trademl_jobs.demo` with `cfg_text` as TRADEML_CONFIG and a home of its own."""
+    cfg = home.parent / f"{home.name}.yaml"
+    cfg.write_text(cfg_text)
     env = {
         **os.environ,
         "TRADEML_HOME": str(home),
@@ -55,14 +55,19 @@ def _demo(tmp_path: Path, **fmt: str) -> tuple[dict, Path, str]:
         "DAGSTER_HOME": str(home / "dagster"),
         "TRADEML_ENV": "local",
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "trademl_jobs.demo"],
+    return subprocess.run(
+        [sys.executable, "-m", "trademl_jobs.demo", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
+
+
+def _demo(tmp_path: Path, **fmt: str) -> tuple[dict, Path, str]:
+    home = tmp_path / "home"
+    proc = _run(SMALL.format(**fmt), home)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     (summary_path,) = (home / "reports").glob("pipeline_*.json")
     return json.loads(summary_path.read_text()), home, proc.stdout
@@ -145,34 +150,11 @@ def test_your_own_files_run_as_of_their_last_session_with_one_command(tmp_path):
     bars = SyntheticMarket(spec, cal).load(end=end)
     data = tmp_path / "bars.parquet"
     bars.write_parquet(data)
-    cfg = tmp_path / "mine.yaml"
-    cfg.write_text(FILES.format(path=data))
     home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "TRADEML_HOME": str(home),
-        "TRADEML_CONFIG": str(cfg),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "TRADEML_ENV": "local",
-    }
-    late = subprocess.run(
-        [sys.executable, "-m", "trademl_jobs.demo", "--as-of", "2023-01-05"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    late = _run(FILES.format(path=data), home, "--as-of", "2023-01-05")
     assert late.returncode != 0
     assert "your data ends 2022-12-28; run with --as-of 2022-12-28" in late.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "trademl_jobs.demo"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = _run(FILES.format(path=data), home)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "as of session 2022-12-28 (a past session" in proc.stdout
     (path,) = (home / "reports").glob("pipeline_*.json")
