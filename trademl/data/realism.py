@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
 
 if TYPE_CHECKING:
     from trademl.data.quality import RuleResult, _Ctx
 
-#: Close-to-close ratios of common splits and reverse splits (a jump within 3% of one).
+#: Price ratios of common splits and reverse splits. A split happens overnight, so a jump is
+#: split-sized when both the open and the close are within SPLIT_TOLERANCE of the same ratio
+#: times the previous close (a real crash of that size rarely opens exactly there too).
 SPLITS = {
     1 / 10: "10:1 split",
     1 / 5: "5:1 split",
@@ -27,7 +28,6 @@ SPLITS = {
     1 / 3: "3:1 split",
     1 / 2: "2:1 split",
     2 / 3: "3:2 split",
-    3 / 2: "2:3 reverse split",
     2.0: "1:2 reverse split",
     3.0: "1:3 reverse split",
     4.0: "1:4 reverse split",
@@ -47,39 +47,54 @@ def _ok() -> RuleResult:
     return _result("GREEN", "ok")
 
 
-def _today(ctx: _Ctx, i: int) -> pl.DataFrame:
-    return ctx.rows.filter(pl.col("si") == i)
-
-
-def _previous(ctx: _Ctx, i: int) -> pl.DataFrame:
-    """Each name's latest bar before session i (within the window)."""
-    return (
-        ctx.rows.filter(pl.col("si") < i)
-        .sort("si")
-        .group_by("symbol", maintain_order=True)
-        .last()
-        .select("symbol", pl.col("close").alias("prev_close"))
+def _rows(ctx: _Ctx) -> pl.DataFrame:
+    """The window's rows with each name's previous close and its volume range over the last
+    `realism_lookback` bars, computed once per QC run (sorted by symbol, session)."""
+    cached = getattr(ctx, "_realism_rows", None)
+    if cached is not None:
+        return cached
+    look = ctx.cfg.realism_lookback
+    v = pl.col("volume")
+    rows = ctx.rows.sort("symbol", "si").with_columns(
+        pl.col("close").shift(1).over("symbol").alias("prev_close"),
+        v.rolling_max(look, min_samples=1).over("symbol").alias("v_max"),
+        v.rolling_min(look, min_samples=1).over("symbol").alias("v_min"),
+        pl.col("si").rolling_min(look, min_samples=1).over("symbol").alias("si_first"),
+        pl.int_range(pl.len()).over("symbol").alias("k"),
     )
+    object.__setattr__(ctx, "_realism_rows", rows)
+    return rows
+
+
+def _per_session(ctx: _Ctx, idx: list[int], agg: list[pl.Expr]) -> dict[int, dict]:
+    """One aggregate row per target session (sessions without rows are absent)."""
+    grouped = _rows(ctx).filter(pl.col("si").is_in(idx)).group_by("si").agg(agg)
+    return {r["si"]: r for r in grouped.iter_rows(named=True)}
 
 
 def rule_constant_volume(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
     """Volume that never changes over the trailing window, for (nearly) every name."""
     look = ctx.cfg.realism_lookback
+    # a name is judged with ≥ 5 of its bars inside the window ending at the session
+    judged = (pl.col("k") >= 4) & (pl.col("si") - pl.col("si_first") < look)
+    stats = _per_session(
+        ctx,
+        idx,
+        [
+            judged.sum().alias("n"),
+            (judged & (pl.col("v_max") == pl.col("v_min"))).sum().alias("flat"),
+        ],
+    )
     out = {}
     for i in idx:
-        window = ctx.rows.filter(pl.col("si").is_between(i - look + 1, i))
-        per = window.group_by("symbol").agg(
-            pl.len().alias("n"), (pl.col("volume").max() == pl.col("volume").min()).alias("flat")
-        )
-        judged = per.filter(pl.col("n") >= 5)
-        flat = int(judged.get_column("flat").sum()) if judged.height else 0
-        share = flat / judged.height if judged.height else 0.0
-        if judged.height and share >= ctx.cfg.realism_share:
+        row = stats.get(i, {"n": 0, "flat": 0})
+        share = row["flat"] / row["n"] if row["n"] else 0.0
+        if row["n"] and share >= ctx.cfg.realism_share:
             out[i] = _result(
                 "YELLOW",
-                f"volume is constant over the last {look} sessions for {flat} of "
-                f"{judged.height} names: ADV, market impact, participation and the costs "
-                "built on them are meaningless",
+                f"volume is constant over the last {look} sessions for {row['flat']} of "
+                f"{row['n']} names: ADV, market impact, participation and the costs built "
+                "on them are meaningless",
                 share,
             )
         else:
@@ -89,20 +104,19 @@ def rule_constant_volume(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
 
 def rule_open_is_previous_close(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
     """Opens equal to the previous close: a next-open fill is the decision's close price."""
+    has_prev = pl.col("prev_close").is_not_null()
+    same = has_prev & ((pl.col("open") / pl.col("prev_close") - 1.0).abs() < 1e-9)
+    stats = _per_session(ctx, idx, [has_prev.sum().alias("n"), same.sum().alias("same")])
     out = {}
     for i in idx:
-        j = _today(ctx, i).join(_previous(ctx, i), on="symbol", how="inner")
-        if j.height == 0:
-            out[i] = _ok()
-            continue
-        same = j.filter((pl.col("open") / pl.col("prev_close") - 1.0).abs() < 1e-9).height
-        share = same / j.height
-        if share >= ctx.cfg.realism_share:
+        row = stats.get(i, {"n": 0, "same": 0})
+        share = row["same"] / row["n"] if row["n"] else 0.0
+        if row["n"] and share >= ctx.cfg.realism_share:
             out[i] = _result(
                 "YELLOW",
-                f"the open equals the previous close for {same} of {j.height} names: a fill "
-                "at the next open is the decision's close, so the execution lag (and any "
-                "overnight gap) has no effect",
+                f"the open equals the previous close for {row['same']} of {row['n']} names: "
+                "a fill at the next open is the decision's close, so the execution lag (and "
+                "any overnight gap) has no effect",
                 share,
             )
         else:
@@ -112,25 +126,33 @@ def rule_open_is_previous_close(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResu
 
 def rule_ranges(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
     """High == low for (nearly) every name, or the same relative range for all of them."""
+    width = ((pl.col("high") - pl.col("low")) / pl.col("close")).filter(
+        (pl.col("close") > 0) & ((pl.col("high") - pl.col("low")) / pl.col("close")).is_finite()
+    )
+    stats = _per_session(
+        ctx,
+        idx,
+        [
+            width.len().alias("n"),
+            (width <= 0).mean().alias("flat"),
+            width.mean().alias("mean"),
+            width.std(ddof=0).alias("std"),
+        ],
+    )
     out = {}
     for i in idx:
-        day = _today(ctx, i).filter(pl.col("close") > 0)
-        if day.height < 3:
+        row = stats.get(i)
+        if row is None or row["n"] < 3:
             out[i] = _ok()
             continue
-        width = (
-            (day.get_column("high") - day.get_column("low")) / day.get_column("close")
-        ).to_numpy()
-        width = width[np.isfinite(width)]
-        flat = float((width <= 0).mean()) if width.size else 0.0
-        mean = float(width.mean()) if width.size else 0.0
-        spread = float(width.std() / mean) if mean > 0 else math.inf
-        if flat >= ctx.cfg.realism_share:
+        mean = row["mean"] or 0.0
+        spread = row["std"] / mean if mean > 0 else math.inf
+        if row["flat"] >= ctx.cfg.realism_share:
             out[i] = _result(
                 "YELLOW",
-                f"high equals low for {flat:.0%} of names: no intraday range (volatility from "
-                "ranges and barrier touches are meaningless)",
-                flat,
+                f"high equals low for {row['flat']:.0%} of names: no intraday range "
+                "(volatility from ranges and barrier touches are meaningless)",
+                row["flat"],
             )
         elif spread < 1e-3:
             out[i] = _result(
@@ -146,24 +168,31 @@ def rule_ranges(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
 
 def rule_unadjusted(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
     """Close-to-close jumps the size of a split: prices that look unadjusted."""
+    ratio = pl.col("close") / pl.col("prev_close")
+    jumps = (
+        _rows(ctx)
+        .filter(pl.col("si").is_in(idx) & ((ratio <= 0.7) | (ratio >= 1.9)))
+        .select(
+            "si", "symbol", ratio.alias("r"), (pl.col("open") / pl.col("prev_close")).alias("o")
+        )
+    )
+    hits: dict[int, list[str]] = {}
+    for si, sym, r, o in jumps.iter_rows():
+        if r is None or o is None or not (math.isfinite(r) and r > 0 and o > 0):
+            continue
+        split = min(SPLITS, key=lambda s, r=r: abs(math.log(r / s)))
+        if max(abs(r / split - 1.0), abs(o / split - 1.0)) <= SPLIT_TOLERANCE:
+            hits.setdefault(si, []).append(f"{sym} ×{r:.2f} (a {SPLITS[split]}?)")
     out = {}
     for i in idx:
-        j = _today(ctx, i).join(_previous(ctx, i), on="symbol", how="inner")
-        ratio = (j.get_column("close") / j.get_column("prev_close")).to_numpy()
-        hits = []
-        for sym, r in zip(j.get_column("symbol").to_list(), ratio, strict=True):
-            if not (np.isfinite(r) and r > 0) or 0.6 < r < 1.45:
-                continue
-            split = min(SPLITS, key=lambda s, r=r: abs(math.log(r / s)))
-            if abs(r / split - 1.0) <= SPLIT_TOLERANCE:
-                hits.append(f"{sym} ×{r:.2f} (a {SPLITS[split]}?)")
-        if hits:
-            more = f" (+{len(hits) - 3} more)" if len(hits) > 3 else ""
+        found = hits.get(i, [])
+        if found:
+            more = f" (+{len(found) - 3} more)" if len(found) > 3 else ""
             out[i] = _result(
                 "YELLOW",
-                f"{len(hits)} close-to-close moves the size of a split: {', '.join(hits[:3])}"
+                f"{len(found)} close-to-close moves the size of a split: {', '.join(found[:3])}"
                 f"{more}: prices look unadjusted — feed split- and dividend-adjusted bars",
-                len(hits),
+                len(found),
             )
         else:
             out[i] = _ok()

@@ -96,8 +96,8 @@ def test_a_universe_too_small_for_the_bars_reports_the_ic_standard_error():
 
 
 def test_the_synthetic_market_raises_no_realism_warning():
-    spec = SyntheticSpec(n_symbols=60, seed=3, start=dt.date(2024, 1, 2))
+    spec = SyntheticSpec(n_symbols=100, seed=3, start=dt.date(2023, 1, 3))
     bars = SyntheticMarket(spec, CAL).load(end=dt.date(2025, 3, 31))
-    sessions = CAL.sessions_in_range(dt.date(2025, 1, 2), dt.date(2025, 3, 31))
-    for q in run_qc(bars, sessions, sessions[-10:], QCConfig(), training=(500, 5)):
+    sessions = CAL.sessions_in_range(dt.date(2023, 2, 1), dt.date(2025, 3, 31))
+    for q in run_qc(bars, sessions, sessions[25:], QCConfig(), training=(500, 5)):  # 2 years
         assert {n: q.results[n].status for n in REALISM} == dict.fromkeys(REALISM, Status.GREEN)
