@@ -11,6 +11,7 @@ above any plausible signal (the promotion bars are out of reach).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -72,6 +73,21 @@ def _per_session(ctx: _Ctx, idx: list[int], agg: list[pl.Expr]) -> dict[int, dic
     return {r["si"]: r for r in grouped.iter_rows(named=True)}
 
 
+def _share_rule(
+    ctx: _Ctx, idx: list[int], stats: dict[int, dict], message: Callable[[int, int], str]
+) -> dict[int, RuleResult]:
+    """YELLOW where the `hit` names are at least `realism_share` of the `n` judged ones."""
+    out = {}
+    for i in idx:
+        row = stats.get(i, {"n": 0, "hit": 0})
+        share = row["hit"] / row["n"] if row["n"] else 0.0
+        if row["n"] and share >= ctx.cfg.realism_share:
+            out[i] = _result("YELLOW", message(row["hit"], row["n"]), share)
+        else:
+            out[i] = _ok()
+    return out
+
+
 def rule_constant_volume(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
     """Volume that never changes over the trailing window, for (nearly) every name."""
     look = ctx.cfg.realism_lookback
@@ -82,46 +98,35 @@ def rule_constant_volume(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
         idx,
         [
             judged.sum().alias("n"),
-            (judged & (pl.col("v_max") == pl.col("v_min"))).sum().alias("flat"),
+            (judged & (pl.col("v_max") == pl.col("v_min"))).sum().alias("hit"),
         ],
     )
-    out = {}
-    for i in idx:
-        row = stats.get(i, {"n": 0, "flat": 0})
-        share = row["flat"] / row["n"] if row["n"] else 0.0
-        if row["n"] and share >= ctx.cfg.realism_share:
-            out[i] = _result(
-                "YELLOW",
-                f"volume is constant over the last {look} sessions for {row['flat']} of "
-                f"{row['n']} names: ADV, market impact, participation and the costs built "
-                "on them are meaningless",
-                share,
-            )
-        else:
-            out[i] = _ok()
-    return out
+    return _share_rule(
+        ctx,
+        idx,
+        stats,
+        lambda hit, n: (
+            f"volume is constant over the last {look} sessions for {hit} of {n} "
+            "names: ADV, market impact, participation and the costs built on them are meaningless"
+        ),
+    )
 
 
 def rule_open_is_previous_close(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
     """Opens equal to the previous close: a next-open fill is the decision's close price."""
     has_prev = pl.col("prev_close").is_not_null()
     same = has_prev & ((pl.col("open") / pl.col("prev_close") - 1.0).abs() < 1e-9)
-    stats = _per_session(ctx, idx, [has_prev.sum().alias("n"), same.sum().alias("same")])
-    out = {}
-    for i in idx:
-        row = stats.get(i, {"n": 0, "same": 0})
-        share = row["same"] / row["n"] if row["n"] else 0.0
-        if row["n"] and share >= ctx.cfg.realism_share:
-            out[i] = _result(
-                "YELLOW",
-                f"the open equals the previous close for {row['same']} of {row['n']} names: "
-                "a fill at the next open is the decision's close, so the execution lag (and "
-                "any overnight gap) has no effect",
-                share,
-            )
-        else:
-            out[i] = _ok()
-    return out
+    stats = _per_session(ctx, idx, [has_prev.sum().alias("n"), same.sum().alias("hit")])
+    return _share_rule(
+        ctx,
+        idx,
+        stats,
+        lambda hit, n: (
+            f"the open equals the previous close for {hit} of {n} names: a fill at "
+            "the next open is the decision's close, so the execution lag (and any overnight gap) "
+            "has no effect"
+        ),
+    )
 
 
 def rule_ranges(ctx: _Ctx, idx: list[int]) -> dict[int, RuleResult]:
