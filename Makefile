@@ -10,6 +10,10 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 export TRADEML_HOME ?= $(CURDIR)/.trademl
 export TRADEML_ENV ?= local
 export DAGSTER_HOME ?= $(TRADEML_HOME)/dagster
+# a range run stores its asset events as one batch and plans one event per asset, not per
+# session (trademl_jobs/event_log.py); the webserver and daemon create runs, so they need it too
+export DAGSTER_EVENT_BATCH_SIZE ?= 10000
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 
 .PHONY: install install-dev demo test lint format dev bench mlflow clean
 
@@ -19,6 +23,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -e .
+	$(BIN)/python -m trademl_jobs.lake duckdb
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -1,4 +1,5 @@
-"""Where orders go: a dry run (default) or Alpaca (paper unless live is explicitly unlocked).
+"""Where orders go: a dry run (default), Alpaca (paper unless live is explicitly unlocked), or
+the historical replay (``kind="replay"``: past sessions filled at the next session's bars).
 
 Credentials are never resource config: only the NAMES of the environment variables are, and
 the values are read from ``os.environ`` when `get_broker` is called, so they never appear in
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -25,7 +26,7 @@ class BrokerResource(dg.ConfigurableResource):
     ``allow_live=True`` and ``base_url="https://api.alpaca.markets"`` together.
     """
 
-    kind: Literal["dry_run", "alpaca"] = "dry_run"
+    kind: Literal["dry_run", "alpaca", "replay"] = "dry_run"
     base_url: str = Field(default="", description="Endpoint override; empty: Alpaca paper.")
     paper: bool = True
     allow_live: bool = False
@@ -40,13 +41,24 @@ class BrokerResource(dg.ConfigurableResource):
     )
 
     def get_broker(
-        self, blotter_dir: str | os.PathLike[str] | None = None, session: dt.date | None = None
+        self,
+        blotter_dir: str | os.PathLike[str] | None = None,
+        session: dt.date | None = None,
+        **replay: Any,
     ) -> Broker:
         """A broker whose records (dry-run orders or the submission journal) go to blotter_dir.
 
         The dry run treats orders recorded for sessions before `session` as filled, so its
-        positions carry over from day to day like a paper ledger.
+        positions carry over from day to day like a paper ledger. The replay keeps its state
+        in ``blotter_dir/replay``; ``replay`` holds its source, calendar, risk, params and
+        costs (`ReplayBroker`'s keywords), and without `session` it is a read-only view.
         """
+        if self.kind == "replay":
+            from trademl.execution.replay import ReplayBroker
+
+            if blotter_dir is None:
+                raise ValueError("broker.kind 'replay' needs a folder for its state")
+            return ReplayBroker(Path(blotter_dir) / "replay", session=session, **replay)
         if self.kind == "dry_run":
             return DryRunBroker(
                 equity=self.dry_run_equity, record_dir=_dir(blotter_dir), fills_before=session

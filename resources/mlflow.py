@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from resources.lake import read_versions
+from trademl.lake import READ_TAG
 from trademl.provenance import git_sha
 
 if TYPE_CHECKING:
@@ -362,13 +364,19 @@ class MlflowResource(dg.ConfigurableResource):
             )
         elif context.has_partition_key:
             partition = str(context.partition_key)
+        # the Delta version and sessions of every lake table this step read: the exact data
+        # behind the run, re-read with `Lake.training_data(run.data.tags)`
+        step = context.get_step_execution_context().step.key
+        reads = {
+            f"{READ_TAG}{t}": r.as_tag() for t, r in read_versions(context.run_id, step).items()
+        }
         return self.start_run(
             asset=asset,
             partition=partition,
             dagster_run_id=context.run_id,
             data_fingerprint=data_fingerprint,
             run_name=run_name,
-            tags=tags,
+            tags={**reads, **(tags or {})},
         )
 
     # ---- registry: aliases only, never stages -------------------------------------------

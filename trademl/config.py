@@ -11,7 +11,7 @@ import datetime as dt
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -157,6 +157,13 @@ class PromotionConfig(_Strict):
     min_shadow_sessions: int = Field(0, ge=0)
 
 
+#: A training window: a number of sessions (≥ 60) or `all` the history there is.
+TrainWindow = Annotated[int, Field(ge=60)] | Literal["all"]
+#: The training window per source when the settings name none: 3 years of the synthetic
+#: market; all of the user's own history.
+DEFAULT_TRAIN_SESSIONS: dict[str, int | Literal["all"]] = {"synthetic": 756, "files": "all"}
+
+
 class EquitiesConfig(_Strict):
     """The CPCV alpha sleeves (one per model kind) and the split layout every CPCV sleeve
     shares: training window, label, groups, embargo, HPO budget, retraining."""
@@ -168,7 +175,13 @@ class EquitiesConfig(_Strict):
     label: str = "fwd_ret_5"
     objective: Literal["regression", "classification"] = "regression"
     class_label: str = "tb_label"
-    train_sessions: int = Field(756, ge=60)
+    #: Sessions per training window: a number, `all` (every session the lake holds up to
+    #: `max_train_sessions`), or one of those per data source.
+    train_sessions: TrainWindow | dict[Literal["synthetic", "files"], TrainWindow] = dict(
+        DEFAULT_TRAIN_SESSIONS
+    )
+    #: The cap on `all`: 10 years of sessions.
+    max_train_sessions: int = Field(2520, ge=60)
     n_groups: int = Field(8, ge=3)
     n_test_groups: int = Field(2, ge=1)
     embargo: int = Field(10, ge=0)
@@ -298,7 +311,9 @@ class BacktestConfig(_Strict):
 class ExecutionConfig(_Strict):
     """Order planning, slicing, tripwires and the broker (dry-run unless told otherwise)."""
 
-    broker: Literal["dry_run", "alpaca"] = "dry_run"
+    #: replay: fill past sessions at the next session's bars (`trademl.execution.replay`);
+    #: dry_run and alpaca refuse any session but the latest.
+    broker: Literal["dry_run", "alpaca", "replay"] = "dry_run"
     paper: bool = True
     allow_live: bool = False
     base_url: str | None = None
@@ -451,6 +466,23 @@ class Settings(_Strict):
         return self.mlflow.tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     @property
+    def train_all(self) -> bool:
+        """Whether the CPCV sleeves train on all the history there is (up to the cap)."""
+        return self._train_setting() == "all"
+
+    @property
+    def train_window(self) -> int:
+        """Sessions in a training window: the configured number, or the cap when `all`."""
+        value = self._train_setting()
+        return self.equities.max_train_sessions if value == "all" else value
+
+    def _train_setting(self) -> int | Literal["all"]:
+        value = self.equities.train_sessions
+        if isinstance(value, dict):
+            return value.get(self.data.source, DEFAULT_TRAIN_SESSIONS[self.data.source])
+        return value
+
+    @property
     def partitions_start(self) -> dt.date:
         return self.calendar.partitions_start or self.data.start
 
@@ -553,6 +585,7 @@ FIXED_AT_LOAD = (
     "labels.triple_barrier.max_holding",
     "labels.triple_barrier.vol_window",
     "equities.train_sessions",
+    "equities.max_train_sessions",
     "equities.models",
     "linear.enabled",
     "stacker.sleeves",

@@ -8,11 +8,12 @@ import polars as pl
 
 from resources.lake import Lake, LakeResource, session_keys
 from resources.settings import MarketDataResource, SettingsResource
+from trademl.config import Settings
 from trademl.data.bars import load_session_bars
 from trademl.data.quality import SessionQC, Status, qc_frame, worst
 from trademl.data.synthetic import SyntheticMarket
 from trademl_assets.metadata import frame_metadata, markdown_table
-from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
+from trademl_assets.partitions import CALENDAR, FEATURE_WINDOW, SESSIONS, SINGLE_RUN, sessions_of
 
 QC_CHECK = "quality"
 #: Lake table of each session's QC verdict (beside `bars`, not inside it), read by reports
@@ -26,6 +27,16 @@ QC_DESCRIPTION = (
 )
 
 
+def training_sessions(s: Settings, last: dt.date) -> int:
+    """Sessions a training window as of `last` holds: the configured number, or with
+    `train_sessions: all` every session since the partitions start with exact features (after
+    their warm-up), up to the cap."""
+    if not s.train_all:
+        return s.train_window
+    held = len(CALENDAR.sessions_in_range(s.partitions_start, last))
+    return max(1, min(s.train_window, held - FEATURE_WINDOW + 1))
+
+
 @dg.asset(
     partitions_def=SESSIONS,
     backfill_policy=SINGLE_RUN,
@@ -35,7 +46,7 @@ QC_DESCRIPTION = (
         dg.AssetCheckSpec(QC_CHECK, asset="bars", blocking=True, description=QC_DESCRIPTION)
     ],
     metadata={"partition_column": "date"},
-    kinds={"polars", "parquet"},
+    kinds={"polars", "delta"},
 )
 def bars(
     context: dg.AssetExecutionContext,
@@ -56,7 +67,7 @@ def bars(
         market_data.calendar(),
         sessions,
         s.qc,
-        training=(s.equities.train_sessions, s.labels.horizon),
+        training=(training_sessions(s, sessions[-1]), s.labels.horizon),
     )
     meta = frame_metadata(batch.bars, len(sessions))
     statuses = [q.status for q in batch.qc]

@@ -10,18 +10,21 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from resources.lake import MISSING_OK
 from trademl.config import Settings
 from trademl.features import feature_names
 from trademl.models.equities.bundle import BundleScorer
 from trademl.models.equities.pipeline import CPCV_SCALARS, cpcv_trained, train_snapshot
 from trademl.models.equities.promotion import decide
 from trademl.models.sleeve import Trained
-from trademl_assets.partitions import CALENDAR, TRAIN_LOOKBACK
+from trademl_assets.partitions import CALENDAR, SETTINGS, TRAIN_LOOKBACK
 from trademl_assets.sleeves import SleeveSpec
 
+#: With `train_sessions: all` the window is every session the lake holds, up to the cap.
+_ALL = {MISSING_OK: True} if SETTINGS.train_all else None
 TRAIN_INS = {
-    "features": dg.AssetIn("features", partition_mapping=TRAIN_LOOKBACK),
-    "labels": dg.AssetIn("labels", partition_mapping=TRAIN_LOOKBACK),
+    "features": dg.AssetIn("features", partition_mapping=TRAIN_LOOKBACK, metadata=_ALL),
+    "labels": dg.AssetIn("labels", partition_mapping=TRAIN_LOOKBACK, metadata=_ALL),
 }
 SCORE_INS = {"features": dg.AssetIn("features")}
 GATE_TEXT = (

@@ -7,9 +7,9 @@ import polars as pl
 
 from resources.broker import BrokerResource
 from resources.lake import LakeResource
-from resources.settings import SettingsResource
+from resources.settings import MarketDataResource, SettingsResource
 from trademl.config import Settings
-from trademl.execution.brokers import SubmitResult, results_frame, submit_all
+from trademl.execution.brokers import Broker, SubmitResult, results_frame, submit_all
 from trademl.execution.orders import (
     Order,
     PlanParams,
@@ -19,9 +19,10 @@ from trademl.execution.orders import (
     planned_turnover,
 )
 from trademl.execution.reconcile import blotter_summary, reconcile_broker, write_blotter
+from trademl.execution.replay import ReplayBroker, ReplayParams
 from trademl.execution.session import feature_drift, slice_plan
 from trademl.execution.tripwires import SessionFacts, check_tripwires
-from trademl.params import tripwire_limits
+from trademl.params import backtest_params, cost_model, tripwire_limits
 from trademl_assets.data import qc_for
 from trademl_assets.metadata import markdown_table
 from trademl_assets.partitions import CALENDAR, DRIFT_LOOKBACK, PER_SESSION, SESSIONS, sessions_of
@@ -47,6 +48,33 @@ def broker_dir(s: Settings) -> str:
     return str(s.home / "broker")
 
 
+def open_broker(
+    broker: BrokerResource,
+    s: Settings,
+    session: dt.date,
+    weights: pl.DataFrame,
+    market_data: MarketDataResource,
+) -> Broker:
+    """The session's broker; the replay also gets the source's bars, the session's risk
+    (ADV, σ of the weights) and the backtest's fill and cost settings."""
+    if broker.kind != "replay":
+        return broker.get_broker(broker_dir(s), session=session)
+    nan = float("nan")
+    risk = {
+        sym: (nan if adv is None else adv, nan if sigma is None else sigma)
+        for sym, adv, sigma in weights.select("symbol", "adv", "sigma").iter_rows()
+    }
+    return broker.get_broker(
+        broker_dir(s),
+        session=session,
+        source=market_data.open(),
+        calendar=market_data.calendar(),
+        risk=risk,
+        params=ReplayParams.from_backtest(backtest_params(s), s.execution.capital),
+        costs=cost_model(s),
+    )
+
+
 def _session_times(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """The next session's regular hours in UTC, when orders decided at `session` execute."""
     return CALENDAR.hours(CALENDAR.next_session(session))
@@ -69,19 +97,23 @@ def orders(
     settings: SettingsResource,
     broker: BrokerResource,
     lake_store: LakeResource,
+    market_data: MarketDataResource,
 ) -> dg.Output[pl.DataFrame]:
     """Orders that move the broker's positions to the session's traded (sized) weights.
 
     Each carries a deterministic client_order_id, so re-running the partition never
     double-submits; any tripwire (RED QC, turnover, gross, stale bars, feature drift)
-    halts every order of the session and says why.
+    halts every order of the session and says why. Live brokers refuse every session but
+    the latest; the replay broker (``execution.broker: replay``) fills past ones.
     """
     s = settings.get()
     session = sessions_of([context.partition_key])[0]
-    brk = broker.get_broker(broker_dir(s), session=session)
-    account = brk.account()
+    brk = open_broker(broker, s, session, sized_weights, market_data)
     positions = brk.positions()
     prices = dict(bars.select("symbol", "close").iter_rows())
+    equity = brk.account().equity
+    if isinstance(brk, ReplayBroker):  # sized as the backtest: capital C at the fill price
+        prices, equity = brk.sizing_prices(prices), brk.capital
     targets = {
         sym: w for sym, w in sized_weights.select("symbol", "weight").iter_rows() if w != 0.0
     }
@@ -90,7 +122,7 @@ def orders(
         targets,
         positions,
         prices,
-        account.equity,
+        equity,
         session=session,
         params=PlanParams(lot_size=e.lot_size, min_notional=e.min_notional),
     )
@@ -101,7 +133,7 @@ def orders(
     facts = SessionFacts(
         session=session,
         qc_status=qc_status,
-        turnover=planned_turnover(plan, account.equity),
+        turnover=planned_turnover(plan, equity),
         gross=gross_exposure(targets),
         latest_bar_date=bars.get_column("date").max() if bars.height else None,
         drift=drift,
@@ -109,7 +141,7 @@ def orders(
     )
     halts = check_tripwires(facts, tripwire_limits(s))
     latest = SESSIONS.get_last_partition_key()
-    if context.partition_key != latest:
+    if context.partition_key != latest and not isinstance(brk, ReplayBroker):
         halts.append(
             f"session {session} is not the latest completed session {latest}: orders for a "
             "past session would execute at the wrong time and are never sent"

@@ -18,7 +18,7 @@ from trademl_assets.partitions import FEATURES_LOOKBACK, SESSIONS, SINGLE_RUN, s
     io_manager_key="lake",
     ins={"bars": dg.AssetIn(partition_mapping=FEATURES_LOOKBACK)},
     metadata={"partition_column": "date"},
-    kinds={"polars", "parquet"},
+    kinds={"polars", "delta"},
 )
 def features(
     context: dg.AssetExecutionContext,

@@ -18,7 +18,7 @@ from trademl_assets.partitions import LABELS_LOOKBACK, SESSIONS, SINGLE_RUN, ses
     io_manager_key="lake",
     ins={"bars": dg.AssetIn(partition_mapping=LABELS_LOOKBACK)},
     metadata={"partition_column": "t1"},
-    kinds={"polars", "parquet"},
+    kinds={"polars", "delta"},
 )
 def labels(
     context: dg.AssetExecutionContext,

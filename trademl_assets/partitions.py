@@ -67,8 +67,9 @@ with warnings.catch_warnings():
         start_offset=-(LABEL_WINDOW - 1), allow_nonexistent_upstream_partitions=True
     )
 
-    #: Sessions of features and labels a training snapshot as of d reads (d included).
-    TRAIN_WINDOW = SETTINGS.equities.train_sessions
+    #: Sessions of features and labels a training snapshot as of d reads (d included): the
+    #: configured window, or with `train_sessions: all` the cap, read as what the lake holds.
+    TRAIN_WINDOW = SETTINGS.train_window
     TRAIN_LOOKBACK = dg.TimeWindowPartitionMapping(
         start_offset=-(TRAIN_WINDOW - 1), allow_nonexistent_upstream_partitions=True
     )

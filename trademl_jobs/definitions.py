@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import dagster as dg
 
@@ -14,6 +15,7 @@ from trademl.config import Settings, config_path, fixed_at_load
 from trademl_assets import data, execution, features, forecasts, labels, portfolio, report, shadow
 from trademl_assets.partitions import SETTINGS
 from trademl_assets.registry import ALPHA, SIZING, STACKER, sleeve_assets
+from trademl_jobs.event_log import DAGSTER_ENV
 from trademl_jobs.jobs import (
     alpha_train_job,
     daily_job,
@@ -26,6 +28,11 @@ from trademl_jobs.jobs import (
     weekly_sizing_schedule,
 )
 from trademl_jobs.sensors import live_ic_retrain_sensor, trade_after_daily_sensor
+
+# a range run's asset events as one batch and one "planned" event per asset, not per session
+# (trademl_jobs/event_log.py); the process that loads the code location creates and runs it
+for _key, _value in DAGSTER_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 def executor_for(env: str) -> dg.ExecutorDefinition:

@@ -82,6 +82,23 @@ def _as_of(requested: dt.date | None, settings: Any, keys: list[str], warmup: in
     return as_of.isoformat()
 
 
+def _history(asked: int, settings: Any, n_keys: int, train: int, warmup: int) -> int:
+    """Sessions of features/labels the CPCV sleeves train on: the training window, or with
+    `train_sessions: all` every session after the features' warm-up and the forecasters'
+    own training window (so their signals stay out of sample), up to the cap."""
+    if settings.train_all:
+        usable = n_keys - warmup - settings.forecasts.train_sessions
+        if usable < 60:
+            raise SystemExit(
+                f"demo: the data holds {n_keys} sessions up to the as-of session; training on "
+                f"all of it needs at least {warmup + settings.forecasts.train_sessions + 60} "
+                f"({warmup} of feature warm-up, {settings.forecasts.train_sessions} for the "
+                "forecasters, 60 to train on): add history or set equities.train_sessions"
+            )
+        return max(min(asked, n_keys), min(train, usable))
+    return max(1, min(max(asked, train), n_keys))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -115,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"demo: {exc}") from exc
     all_keys = SESSIONS.get_partition_keys()
     keys = all_keys[: all_keys.index(as_of) + 1]  # nothing after the as-of session
-    history = max(1, min(max(args.history, TRAIN_WINDOW), len(keys)))
+    history = _history(args.history, settings, len(keys), TRAIN_WINDOW, FEATURE_WINDOW)
     latest = keys[-1]
     window = keys[-history:]
     # the forecasters' OOS signals need their own training window of features before the
@@ -125,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     served = keys[-min(history, max(BACKTEST_WINDOW, POLICY_WINDOW)) :]
     past = "" if latest == all_keys[-1] else " (a past session: its orders are halted, never sent)"
     print(f"TradeML demo — {settings.data.source} market, as of session {latest}{past}")
+    print(
+        f"Training on {len(window)} sessions, {window[0]} … {latest} "
+        f"(equities.train_sessions: {settings.equities.train_sessions})"
+    )
     daily = defs.resolve_job_def("daily")
     scores = [sp.scores_key for sp in ALPHA]
     book = ["alpha_scores", "target_weights", "sized_weights"]

@@ -30,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     cal = get_calendar(s.calendar.exchange, s.data.start)
     latest = cal.latest_completed_session()
     cfg = s.equities
-    need = cfg.train_sessions + required_history(s.features.ffill_limit) + 40
+    need = s.train_window + required_history(s.features.ffill_limit) + 40
     window = cal.sessions[max(0, cal.index(latest) - need) : cal.index(latest) + 1]
     bars = open_source(s.data, cal).load(window[0], latest)
     feats = build_features(bars, window, cross_sectional=s.features.cross_sectional)
     labels = compute_labels(bars, window, s.labels)
-    train = window[-cfg.train_sessions :]
+    train = window[-s.train_window :]
     ds = build_dataset(
         feats.filter(feats["date"] >= train[0]),
         labels.filter(labels["date"] >= train[0]),

@@ -109,6 +109,12 @@ def pipeline_summary(
         "feature_rows": feats.height,
         "features": len(feats.columns) - 2,
         "label_rows": lake.scan("labels", window).select(pl.len()).collect().item(),
+        "training": {
+            "setting": str(s.equities.train_sessions),
+            "sessions": len(window),
+            "first": window[0],
+            "last": window[-1],
+        },
         "qc": qc.metadata["status"].value if qc else "not run",
         "qc_detail": qc.description if qc else "",
         "sleeves": sleeves,

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from resources.lake import Lake
 from tests.integration.test_cli import REPO
+from trademl.config import FeatureConfig
+from trademl.features.registry import required_history
 
 pytestmark = pytest.mark.integration
 
@@ -126,8 +129,7 @@ def test_noise_market_promotes_nothing_anywhere_and_trades_the_fallback(tmp_path
 FILES = """
 extends: local
 data: {{source: files, path: {path}, start: 2020-07-01}}
-equities: {{models: [lgbm], train_sessions: 160, n_trials: 2, n_estimators: 30, n_groups: 6,
-           embargo: 5}}
+equities: {{models: [lgbm], n_trials: 2, n_estimators: 30, n_groups: 6, embargo: 5}}
 linear: {{alphas: [0.1, 10.0]}}
 forecasts: {{train_sessions: 60, input_size: 16, max_steps: 5, hidden_size: 16,
             nhits_mlp_units: 16, windows_batch_size: 32, vol_window: 5, trend_window: 5}}
@@ -160,8 +162,25 @@ def test_your_own_files_run_as_of_their_last_session_with_one_command(tmp_path):
     (path,) = (home / "reports").glob("pipeline_*.json")
     summary = json.loads(path.read_text())
     assert summary["session"] == "2022-12-28" and summary["bars_rows"] == 20
+    # no training window configured: all the history the files hold, after the features'
+    # warm-up and the forecasters' own 60 training sessions, goes to the CPCV sleeves
+    held = cal.sessions_in_range(dt.date(2020, 7, 1), end)
+    usable = held[required_history(FeatureConfig().ffill_limit) + 60 :]
+    assert summary["training"] == {
+        "setting": "{'synthetic': 500, 'files': 'all'}",
+        "sessions": len(usable),
+        "first": usable[0].isoformat(),
+        "last": "2022-12-28",
+    }
+    assert f"Training on {len(usable)} sessions, {usable[0]} … 2022-12-28" in proc.stdout
+    oof = Lake(home / "lake").scan_all("equities_lgbm_oof").collect()
+    # labels are partitioned by t1: the first ones known in the window are of features
+    # horizon 5 + execution lag 1 = 6 sessions earlier
+    assert oof.get_column("date").min() == held[held.index(usable[0]) - 6]
+    assert oof.get_column("date").n_unique() > 0.8 * len(usable)
     assert (home / "reports" / "equities_2022-12-28.md").exists()
-    # 20 names over a 160-session window cannot reach the bars, and the summary says so
+    # 20 names over the ~370 sessions with exact features cannot reach the bars (2 × SE =
+    # 2/√(19 × 370/5) ≈ 0.054 > 0.05), and the summary says so
     assert "universe_sufficient" in summary["qc_detail"]
     # a past session's orders are planned and halted, never sent late
     assert set(summary["orders"]["status"]) == {"halted"}

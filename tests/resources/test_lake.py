@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
+from deltalake import DeltaTable
+from duckdb_extensions import import_extension
+from polars.testing import assert_frame_equal
 
-from resources import lake as lake_mod
-from resources.lake import MISSING_OK, Lake, LakeError, LakeIOManager, LakeResource
+from resources.lake import LEDGER, MISSING_OK, Lake, LakeError, LakeIOManager, LakeResource
 
 
 def _frame(days: list[str], symbols: tuple[str, ...] = ("A", "B")) -> pl.DataFrame:
@@ -27,24 +29,38 @@ def _frame(days: list[str], symbols: tuple[str, ...] = ("A", "B")) -> pl.DataFra
 DAYS = ["2024-01-02", "2024-01-03", "2024-01-04"]
 
 
-def test_range_write_splits_one_file_per_session(tmp_path):
+def test_a_range_write_is_one_commit_of_a_date_partitioned_delta_table(tmp_path):
     lake = Lake(tmp_path)
     counts = lake.write_partitions("feat", _frame(DAYS), DAYS, "date")
     assert counts == dict.fromkeys(DAYS, 2)
-    for d in DAYS:
-        path = tmp_path / "feat" / f"date={d}" / "part-0.parquet"
-        part = pl.read_parquet(path)
-        assert part.get_column("date").unique().to_list() == [dt.date.fromisoformat(d)]
-        assert part.height == 2
+    table = DeltaTable(str(tmp_path / "feat"))
+    assert table.version() == 0 and table.metadata().partition_columns == ["date"]
+    assert sorted(p.name for p in (tmp_path / "feat").iterdir()) == [
+        "_delta_log",
+        *(f"date={d}" for d in DAYS),
+    ]
     assert lake.partitions("feat") == DAYS
-    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert_frame_equal(lake.scan("feat", DAYS).collect(), _frame(DAYS))
 
 
-def test_requested_session_without_rows_gets_an_empty_partition(tmp_path):
+def test_other_tools_read_every_table_as_it_is(tmp_path):
+    lake = Lake(tmp_path)
+    lake.write_partitions("feat", _frame(DAYS), DAYS, "date")
+    lake.write("universe", _frame(DAYS[:1]))
+    for name, rows in (("feat", 6), ("universe", 2), (LEDGER, 3)):
+        uri = str(tmp_path / name)
+        assert DeltaTable(uri).to_pyarrow_dataset().count_rows() == rows
+        assert pl.scan_delta(uri).select(pl.len()).collect().item() == rows
+        con = duckdb.connect()
+        import_extension("delta", con=con)
+        assert con.sql(f"select count(*) from delta_scan('{uri}')").fetchone() == (rows,)
+
+
+def test_requested_session_without_rows_is_written_and_reads_empty(tmp_path):
     lake = Lake(tmp_path)
     counts = lake.write_partitions("feat", _frame(DAYS[:1]), DAYS, "date")
-    assert counts[DAYS[1]] == 0
-    empty = pl.read_parquet(tmp_path / "feat" / f"date={DAYS[1]}" / "part-0.parquet")
+    assert counts[DAYS[1]] == 0 and lake.partitions("feat") == DAYS
+    empty = lake.scan("feat", DAYS[1:2]).collect()
     assert empty.height == 0 and empty.schema == _frame(DAYS).schema
 
 
@@ -52,7 +68,7 @@ def test_rows_outside_the_run_are_refused_and_nothing_is_written(tmp_path):
     lake = Lake(tmp_path)
     with pytest.raises(LakeError, match="outside the run's partitions"):
         lake.write_partitions("feat", _frame(DAYS), DAYS[:2], "date")
-    assert lake.partitions("feat") == []
+    assert lake.partitions("feat") == [] and not lake.exists("feat")
 
 
 def test_partition_column_other_than_date(tmp_path):
@@ -60,59 +76,103 @@ def test_partition_column_other_than_date(tmp_path):
     lake = Lake(tmp_path)
     keys = ["2024-01-03", "2024-01-04", "2024-01-05"]
     lake.write_partitions("labels", frame, keys, "t1")
-    got = pl.read_parquet(tmp_path / "labels" / "date=2024-01-05" / "part-0.parquet")
+    got = lake.scan("labels", ["2024-01-05"]).collect()
     assert got.get_column("date").to_list() == [dt.date(2024, 1, 4)] * 2
+    assert got.columns == frame.columns
+    with pytest.raises(LakeError, match="partitioned by 't1'"):
+        lake.write_partitions("labels", frame, DAYS, "date")
 
 
-def test_rewrite_gives_identical_bytes(tmp_path):
+def test_a_rerun_replaces_exactly_its_sessions(tmp_path):
     lake = Lake(tmp_path)
-    lake.write_partitions("feat", _frame(DAYS), DAYS, "date")
-    path = tmp_path / "feat" / f"date={DAYS[1]}" / "part-0.parquet"
-    first = path.read_bytes()
-    lake.write_partitions("feat", _frame(DAYS), DAYS, "date")
-    assert len(first) > 0 and path.read_bytes() == first
+    days = [*DAYS, "2024-01-05", "2024-01-08"]
+    lake.write_partitions("feat", _frame(days), days, "date")
+    changed = _frame(DAYS[1:]).with_columns(pl.col("x") + 100)
+    lake.write_partitions(
+        "feat", changed.filter(pl.col("date") != pl.date(2024, 1, 4)), DAYS[1:], "date"
+    )
+    got = lake.scan("feat", days).collect()
+    assert_frame_equal(got.filter(pl.col("date") == pl.date(2024, 1, 2)), _frame(DAYS[:1]))
+    day2 = got.filter(pl.col("date") == pl.date(2024, 1, 3))
+    assert day2.get_column("x").to_list() == [100.0, 101.0]
+    assert got.filter(pl.col("date") == pl.date(2024, 1, 4)).height == 0  # replaced by nothing
+    assert_frame_equal(got.filter(pl.col("date") >= pl.date(2024, 1, 5)), _frame(days).tail(4))
+    assert lake.version("feat") == 1  # one commit per write
 
 
-def test_same_frame_serializes_to_same_bytes():
-    frame = _frame(DAYS)
-    assert lake_mod.serialize(frame) == lake_mod.serialize(frame.clone())
-
-
-def test_interrupted_write_leaves_old_partition_and_no_temp(tmp_path, monkeypatch):
+def test_rewrites_give_identical_content_and_reads_are_deterministic(tmp_path):
     lake = Lake(tmp_path)
-    lake.write_partitions("feat", _frame(DAYS), DAYS, "date")
-    path = tmp_path / "feat" / f"date={DAYS[0]}" / "part-0.parquet"
-    before = path.read_bytes()
-
-    def crash(src, dst):
-        raise KeyboardInterrupt("killed mid-write")
-
-    monkeypatch.setattr(lake_mod.os, "replace", crash)
-    changed = _frame(DAYS).with_columns(pl.col("x") + 1)
-    with pytest.raises(KeyboardInterrupt):
-        lake.write_partitions("feat", changed, DAYS, "date")
-    assert path.read_bytes() == before
-    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    frame = _frame(DAYS, symbols=("C", "A", "B"))  # not sorted by symbol: written order kept
+    lake.write_partitions("feat", frame, DAYS, "date")
+    first = lake.scan("feat", DAYS).collect()
+    lake.write_partitions("feat", frame, DAYS, "date")
+    again = lake.scan("feat", DAYS).collect()
+    assert_frame_equal(first, frame)
+    assert_frame_equal(again, first)
+    assert lake.version("feat") == 1
 
 
-def test_interrupted_first_write_leaves_no_partition(tmp_path, monkeypatch):
-    real_replace = os.replace
-    calls = []
+_WRITER = """
+import sys, datetime as dt, polars as pl
+from trademl.lake import Lake
+n, value = int(sys.argv[2]), float(sys.argv[3])
+days = [dt.date(2024, 1, 2) + dt.timedelta(days=i) for i in range(40)]
+frame = pl.DataFrame({"date": pl.Series(days).repeat_by(n).explode(), "x": value}).with_columns(
+    symbol=pl.int_range(pl.len()).cast(pl.String)
+)
+print("writing", flush=True)
+Lake(sys.argv[1]).write_partitions("big", frame, [d.isoformat() for d in days], "date")
+print("done", flush=True)
+"""
 
-    def crash_second(src, dst):
-        calls.append(dst)
-        if len(calls) == 2:
-            raise OSError("disk full")
-        real_replace(src, dst)
 
-    monkeypatch.setattr(lake_mod.os, "replace", crash_second)
+def test_a_writer_killed_mid_commit_leaves_the_previous_version(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    root = tmp_path / "lake"
+    assert subprocess.run([sys.executable, str(script), str(root), "1000", "1"]).returncode == 0
+    lake = Lake(root)
+    keys = lake.partitions("big")
+    killed = 0
+    for delay in (0.3, 0.6, 0.9):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(root), "150000", "2"], stdout=subprocess.PIPE
+        )
+        assert proc.stdout.readline().strip() == b"writing"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        out = proc.communicate()[0]
+        killed += b"done" not in out
+        # every reader sees a whole version: the old table or the new one, never a mix
+        got = lake.scan("big", keys).select(pl.len(), pl.col("x").unique().alias("x")).collect()
+        if lake.version("big") == 0:
+            assert got.rows() == [(40_000, 1.0)]
+        else:
+            assert got.rows() == [(6_000_000, 2.0)]
+            break
+    assert killed >= 1, "the writer always finished before the kill: make it bigger"
+
+
+def test_time_travel_returns_a_training_runs_exact_rows_after_later_writes(tmp_path):
     lake = Lake(tmp_path)
-    with pytest.raises(OSError, match="disk full"):
-        lake.write_partitions("feat", _frame(DAYS), DAYS, "date")
-    written = lake.partitions("feat")
-    assert written == DAYS[:1]  # complete partitions or none, never a partial file
-    assert pl.read_parquet(tmp_path / "feat" / f"date={DAYS[0]}" / "part-0.parquet").height == 2
-    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    lake.write_partitions("feat", _frame(DAYS[:2]), DAYS[:2], "date")
+    pinned = lake.version("feat")
+    seen = lake.scan("feat", DAYS[:2], version=pinned).collect()
+    lake.write_partitions("feat", _frame(DAYS).tail(2), DAYS[2:], "date")  # appended session
+    lake.write_partitions(  # and a restated one
+        "feat", _frame(DAYS[:1]).with_columns(pl.col("x") - 1), DAYS[:1], "date"
+    )
+    assert lake.version("feat") == pinned + 2
+    assert_frame_equal(lake.scan("feat", DAYS[:2], version=pinned).collect(), seen)
+    assert lake.partitions("feat", pinned) == DAYS[:2]
+    with pytest.raises(LakeError, match="not written"):
+        lake.scan("feat", DAYS, version=pinned)
+    assert lake.scan("feat", DAYS[:1]).collect().get_column("x").to_list() == [-1.0, 0.0]
 
 
 def test_scan_reads_a_window_lazily_and_names_missing_sessions(tmp_path):

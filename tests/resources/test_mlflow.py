@@ -331,3 +331,56 @@ def test_a_directory_model_registers_and_downloads(res: MlflowResource, tmp_path
     assert (got / "meta.json").read_text() == '{"v": 1}'
     assert (got / "nested" / "w.bin").read_bytes() == b"\x00\x01"
     assert res.download(uri, tmp_path / "out2").joinpath("meta.json").exists()
+
+
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+def test_a_training_run_records_the_lake_versions_it_read_and_reproduces_them(
+    res: MlflowResource, tmp_path: Path
+) -> None:
+    from polars.testing import assert_frame_equal
+
+    from resources.lake import Lake, LakeIOManager, LakeResource
+
+    days = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+    lookback = dg.TimeWindowPartitionMapping(start_offset=-2)
+
+    @dg.asset(partitions_def=days, io_manager_key="lake")
+    def feats(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        day = context.partition_key
+        return pl.DataFrame({"date": [day, day], "x": [1.0, 2.0]}).with_columns(
+            pl.col("date").str.to_date()
+        )
+
+    @dg.asset(partitions_def=days, ins={"feats": dg.AssetIn(partition_mapping=lookback)})
+    def model(
+        context: dg.AssetExecutionContext, mlflow: MlflowResource, feats: pl.DataFrame
+    ) -> dg.MaterializeResult:
+        with mlflow.start_run_for(context, data_fingerprint=data_fingerprint(feats)) as run:
+            run.log_metrics({"rows": feats.height})
+        return dg.MaterializeResult(metadata={"mlflow_run_id": run.run_id})
+
+    lake = Lake(tmp_path)
+    resources = {"mlflow": res, "lake": LakeIOManager(store=LakeResource(root=str(tmp_path)))}
+    instance = dg.DagsterInstance.ephemeral()
+    for day in ("2024-01-01", "2024-01-02", "2024-01-03"):
+        assert dg.materialize([feats], partition_key=day, resources=resources, instance=instance)
+    seen = lake.scan("feats", ["2024-01-01", "2024-01-02", "2024-01-03"]).collect()
+    result = dg.materialize(
+        [feats, model],
+        selection=["model"],
+        partition_key="2024-01-03",
+        resources=resources,
+        instance=instance,
+    )
+    run_id = result.asset_materializations_for_node("model")[0].metadata["mlflow_run_id"].value
+    tags = _run(res, run_id).data.tags
+    assert tags["lake.feats"] == "v2:2024-01-01..2024-01-03"
+    # later: a session appended and a read session restated
+    assert dg.materialize(
+        [feats], partition_key="2024-01-04", resources=resources, instance=instance
+    )
+    restated = seen.filter(pl.col("date") == pl.date(2024, 1, 2)).head(1).with_columns(x=9.0)
+    lake.write_partitions("feats", restated, ["2024-01-02"], "date")
+    (again,) = lake.training_data(tags).values()
+    assert_frame_equal(again.collect(), seen)
+    assert lake.scan("feats", ["2024-01-02"]).collect().height == 1  # the table did change

@@ -202,3 +202,37 @@ def test_extends_starts_from_a_deployment_and_overrides_only_what_it_sets(tmp_pa
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_settings(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "window", "everything"),
+    [
+        ("data: {source: synthetic}\n", 756, False),  # defaults: 3 years of the synthetic market
+        ("data: {source: files, path: x}\n", 2520, True),  # …and all of a user's files, capped
+        ("data: {source: files, path: x}\nequities: {max_train_sessions: 1000}\n", 1000, True),
+        ("data: {source: files, path: x}\nequities: {train_sessions: 300}\n", 300, False),
+        ("equities: {train_sessions: all, max_train_sessions: 900}\n", 900, True),
+        (
+            "data: {source: files, path: x}\nequities: {train_sessions: {synthetic: 200}}\n",
+            2520,
+            True,
+        ),
+        ("equities: {train_sessions: {synthetic: 200, files: 90}}\n", 200, False),
+    ],
+)
+def test_training_window_per_source(tmp_path: Path, text: str, window: int, everything: bool):
+    s = load_settings(write(tmp_path, text))
+    assert (s.train_window, s.train_all) == (window, everything)
+
+
+@pytest.mark.parametrize("value", ["most", 59, "{files: 10}"])
+def test_training_window_refuses_what_it_cannot_mean(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError, match=r"equities\.train_sessions"):
+        load_settings(write(tmp_path, f"equities: {{train_sessions: {value}}}\n"))
+
+
+def test_local_demo_keeps_its_size_and_files_take_all_their_history(tmp_path: Path) -> None:
+    demo = load_settings(write(tmp_path, "extends: local\n"))
+    assert (demo.train_window, demo.train_all) == (500, False)
+    own = load_settings(write(tmp_path, "extends: local\ndata: {source: files, path: x}\n", "b"))
+    assert (own.train_window, own.train_all) == (2520, True)

@@ -215,3 +215,33 @@ def test_the_first_report_trades_from_a_flat_book(env: Env) -> None:
     (failure,) = [e for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.step_failure_data.error
     assert "sized_weights" in str(error.cause) and "is written" in str(error.cause)
+
+
+def test_the_trade_job_replays_past_sessions_and_reconciles_with_the_engine(env: Env) -> None:
+    """`execution.broker: replay`: past sessions' orders fill at the next session's open
+    (live brokers halt them), and the replay's P&L is the engine's on the filled book."""
+    import shutil
+
+    from trademl.execution.replay_run import backtest_on_fills, reconcile
+    from trademl_assets.execution import broker_dir
+    from trademl_assets.partitions import CALENDAR
+
+    folder = Path(broker_dir(SETTINGS)) / "replay"
+    shutil.rmtree(folder, ignore_errors=True)
+    broker = BrokerResource(kind="replay")
+    past = KEYS[-8:-2]
+    for key in past:
+        assert env.run([key], ["orders", "blotter"], broker=broker).success
+        o = env.lake.scan("orders", [key]).collect()
+        assert o.height > 0 and "halted" not in set(o.get_column("status").to_list()), key
+    view = broker.get_broker(broker_dir(SETTINGS))
+    assert view.as_of is not None and view.as_of.isoformat() == past[-1]
+    keys = KEYS[-8:-1]
+    bars = env.lake.scan("bars", keys).collect()
+    risk = (
+        env.lake.scan("sized_weights", keys[:-1]).collect().select("date", "symbol", "adv", "sigma")
+    )
+    gap = reconcile(view.pnl(), backtest_on_fills(view, bars, risk, CALENDAR), view.capital)
+    assert gap.height >= len(past) - 1 and gap.get_column("diff").abs().max() < 1e-6
+    assert gap.get_column("replay_net").abs().sum() > 0  # it traded and made or lost money
+    shutil.rmtree(folder)
