@@ -269,6 +269,19 @@ def main(argv: list[str] | None = None) -> int:
             module="benchmarks.stacker_bench",
         )
     )
+    cli = "100x3y" if args.quick else "3000x20y"
+    cases.append(
+        Case(
+            ["--quick"] if args.quick else [],
+            [
+                f"cli_bars_backfill_{cli}",
+                f"cli_features_backfill_{cli}",
+                f"cli_daily_then_trade_{cli.split('x')[0]}",
+            ],
+            args.timeout,
+            module="benchmarks.cli_bench",
+        )
+    )
     for case in cases:
         run_case(case, extra)
 

@@ -66,6 +66,8 @@ class MarketDataResource(dg.ConfigurableResource):
     reversal_ic: float = 0.0
     missing_bar_rate: float = 0.002
     exchange: str = "XNYS"
+    #: Where the synthetic market keeps its generated history ("" = regenerate every time).
+    cache_dir: str = ""
 
     @classmethod
     def from_settings(cls, s: Settings) -> MarketDataResource:
@@ -83,6 +85,7 @@ class MarketDataResource(dg.ConfigurableResource):
             reversal_ic=d.alpha.reversal_ic,
             missing_bar_rate=d.missing_bar_rate,
             exchange=s.calendar.exchange,
+            cache_dir=str(s.home / "cache"),
         )
 
     def data_config(self) -> DataConfig:
@@ -106,4 +109,4 @@ class MarketDataResource(dg.ConfigurableResource):
         return get_calendar(self.exchange, start)
 
     def open(self) -> BarSource:
-        return open_source(self.data_config(), self.calendar())
+        return open_source(self.data_config(), self.calendar(), self.cache_dir or None)

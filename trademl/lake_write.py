@@ -85,10 +85,12 @@ def commit_sessions(
     data_schema = pa.schema([f for f in schema if f.name != column])
     put = _putter(uri)
     now = int(time.time() * 1000)
-    # one stable sort and one arrow conversion; each session is then a zero-copy slice
-    ordered = frame.sort(column, maintain_order=True)
+    # session order (a stable sort, skipped when the frame is already in it: no copy of a
+    # multi-GB backfill), one zero-copy arrow view, then each session is a slice cast alone
+    keyed = frame.get_column(column)
+    ordered = frame if keyed.is_sorted() else frame.sort(column, maintain_order=True)
     runs = ordered.select(pl.col(column).rle()).unnest(column)
-    data = ordered.drop(column).to_arrow().cast(data_schema)
+    data = ordered.drop(column).to_arrow()
     starts = [0, *runs.get_column("len").cum_sum().to_list()[:-1]]
     spans = zip(runs.get_column("value").to_list(), starts, runs.get_column("len"), strict=True)
 
@@ -98,7 +100,7 @@ def commit_sessions(
         rel = f"{column}={value}/part-{token}-{n:05d}.parquet"
         buf = io.BytesIO()
         # snappy, as delta-rs writes: zstd's per-column set-up costs 2 ms a file of 60 columns
-        pq.write_table(data.slice(start, length), buf, compression="snappy")
+        pq.write_table(data.slice(start, length).cast(data_schema), buf, compression="snappy")
         put(rel, buf.getvalue())
         stats = json.dumps({"numRecords": length})
         return AddAction(rel, buf.tell(), {column: value}, now, True, stats)

@@ -58,8 +58,11 @@ def resolve_as_of(
     return requested
 
 
-def open_source(cfg: DataConfig, calendar: SessionCalendar) -> BarSource:
-    """The source `data.source` names, configured from `cfg`."""
+def open_source(
+    cfg: DataConfig, calendar: SessionCalendar, cache_dir: str | None = None
+) -> BarSource:
+    """The source `data.source` names, configured from `cfg` (the synthetic market keeps its
+    generated history in `cache_dir` when given)."""
     if cfg.source == "synthetic":
         if not isinstance(cfg.symbols, int):
             raise ValueError("data.symbols must be a number of names for the synthetic market")
@@ -74,7 +77,7 @@ def open_source(cfg: DataConfig, calendar: SessionCalendar) -> BarSource:
             reversal_ic=cfg.alpha.reversal_ic,
             missing_bar_rate=cfg.missing_bar_rate,
         )
-        return SyntheticMarket(spec, calendar)
+        return SyntheticMarket(spec, calendar, cache_dir=cache_dir)
     if not cfg.path:
         raise ValueError("data.source is 'files' but data.path is not set")
     symbols = cfg.symbols if isinstance(cfg.symbols, list) and cfg.symbols else None
