@@ -410,6 +410,28 @@ class PolicyConfig(_Strict):
     promotion: PolicyPromotionConfig = PolicyPromotionConfig()
 
 
+class OfflineRLConfig(_Strict):
+    """Offline RL sizing: the logged exploration around the traded book (`rl_trajectories`)
+    and the reward it is booked with (`trademl.models.offline_rl.env`)."""
+
+    #: Size multipliers of the target weight an action picks from (1.0: the traded book).
+    buckets: list[float] = [0.0, 0.5, 1.0, 1.5]
+    #: Probability of a uniformly random bucket instead of 1.0 (the behaviour policy).
+    epsilon: float = Field(0.2, gt=0.0, le=1.0)
+    seed: int = 0
+    #: λ in the reward: the weight of the sized position's loss on top of the loss itself.
+    drawdown_penalty: float = Field(0.5, ge=0.0)
+    regime_window: int = Field(60, ge=5)
+    drawdown_window: int = Field(60, ge=5)
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, v: list[float]) -> list[float]:
+        if len(v) < 2 or min(v) < 0 or sorted(set(v)) != v:
+            raise ValueError("offline_rl.buckets: ≥ 2 distinct non-negative sizes, ascending")
+        return v
+
+
 class MlflowConfig(_Strict):
     """Tracking/registry URIs; empty means sqlite under TRADEML_HOME."""
 
@@ -444,6 +466,7 @@ class Settings(_Strict):
     execution: ExecutionConfig = ExecutionConfig()
     forecasts: ForecastsConfig = ForecastsConfig()
     policy: PolicyConfig = PolicyConfig()
+    offline_rl: OfflineRLConfig = OfflineRLConfig()
     mlflow: MlflowConfig = MlflowConfig()
     storage: StorageConfig = StorageConfig()
 
@@ -594,6 +617,8 @@ FIXED_AT_LOAD = (
     "forecasts.vol_window",
     "forecasts.trend_window",
     "policy.train_sessions",
+    "offline_rl.regime_window",
+    "offline_rl.drawdown_window",
 )
 
 

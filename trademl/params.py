@@ -18,6 +18,7 @@ from trademl.models.forecasts.params import EnsembleParams, ForecastParams
 from trademl.portfolio.weights import PortfolioParams
 
 if TYPE_CHECKING:
+    from trademl.models.offline_rl.env import RewardConfig
     from trademl.models.policy.grpo import GRPOParams
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "forecast_params",
     "grpo_params",
     "portfolio_params",
+    "reward_config",
     "tripwire_limits",
 ]
 
@@ -116,4 +118,19 @@ def grpo_params(s: Settings) -> GRPOParams:
         seed=p.seed,
         device="cuda" if s.env == "gpu" else "cpu",
         num_threads=1,
+    )
+
+
+def reward_config(s: Settings) -> RewardConfig:
+    """The offline RL reward of the settings in force: its buckets and penalty, and the cost
+    model's one-way rate (fees + half spread)."""
+    from trademl.models.offline_rl.env import RewardConfig
+
+    o = s.offline_rl
+    return RewardConfig(
+        buckets=tuple(o.buckets),
+        cost_bps=s.costs.fee_bps + s.costs.half_spread_bps,
+        drawdown_penalty=o.drawdown_penalty,
+        regime_window=o.regime_window,
+        drawdown_window=o.drawdown_window,
     )

@@ -107,6 +107,16 @@ with warnings.catch_warnings():
         start_offset=-(POLICY_WINDOW - 1), allow_nonexistent_upstream_partitions=True
     )
 
+    #: Sessions of book history behind one logged offline-RL decision (its rolling state
+    #: windows and a month of episode), plus the lag until its reward is known.
+    _rl = SETTINGS.offline_rl
+    RL_WINDOW = (
+        max(_rl.regime_window, _rl.drawdown_window) + 23 + SETTINGS.backtest.execution_lag + 2
+    )
+    RL_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(RL_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 #: Assets with a per-session side effect (a report, orders at a broker) backfill one run each.
 PER_SESSION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)

@@ -12,7 +12,17 @@ from resources.lake import LakeIOManager, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.config import Settings, config_path, fixed_at_load
-from trademl_assets import data, execution, features, forecasts, labels, portfolio, report, shadow
+from trademl_assets import (
+    data,
+    execution,
+    features,
+    forecasts,
+    labels,
+    offline_rl,
+    portfolio,
+    report,
+    shadow,
+)
 from trademl_assets.partitions import SETTINGS
 from trademl_assets.registry import ALPHA, SIZING, STACKER, sleeve_assets
 from trademl_jobs.event_log import DAGSTER_ENV
@@ -86,6 +96,7 @@ ASSETS = [
     shadow.shadow_weights_asset(ALPHA, STACKER, SIZING),
     shadow.shadow_books,
     report.daily_report,
+    offline_rl.rl_trajectories,
 ]
 
 defs = dg.Definitions(

@@ -24,7 +24,7 @@ ALPHA_TRAIN_SELECTION = dg.AssetSelection.assets(
     *([STACKER.model_key, STACKER.champion_key] if STACKER else []),
 )
 SIZING_TRAIN_SELECTION = dg.AssetSelection.assets(
-    *[k for sp in SIZING for k in (sp.model_key, sp.champion_key)]
+    "rl_trajectories", *[k for sp in SIZING for k in (sp.model_key, sp.champion_key)]
 )
 
 daily_job = dg.define_asset_job(
@@ -49,7 +49,8 @@ sizing_train_job = dg.define_asset_job(
     selection=SIZING_TRAIN_SELECTION,
     partitions_def=SESSIONS,
     description="The sizing policies as of a session, trained on the book's history and "
-    "judged sized vs unsized on later sessions.",
+    "judged sized vs unsized on later sessions; and the offline-RL trajectory log of the "
+    "session's newly known rewards.",
 )
 
 trade_job = dg.define_asset_job(

@@ -9,10 +9,12 @@ local fake of Alpaca's trading API.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
@@ -245,3 +247,39 @@ def test_the_trade_job_replays_past_sessions_and_reconciles_with_the_engine(env:
     assert gap.height >= len(past) - 1 and gap.get_column("diff").abs().max() < 1e-6
     assert gap.get_column("replay_net").abs().sum() > 0  # it traded and made or lost money
     shutil.rmtree(folder)
+
+
+def test_rl_trajectories_log_each_session_once_from_a_window(env: Env) -> None:
+    """`rl_trajectories` over a range equals the same sessions logged one by one (a row's
+    state comes from a fixed window, never from what was written after it); every row's
+    reward became known on its partition's session, lag + 1 sessions after the decision."""
+    from polars.testing import assert_frame_equal
+
+    from trademl.models.offline_rl.env import reward
+    from trademl.params import reward_config
+    from trademl_assets.partitions import CALENDAR
+
+    keys = KEYS[-12:-2]
+    assert env.run(keys, ["rl_trajectories"]).success
+    ranged = env.lake.scan("rl_trajectories", keys).collect()
+    assert ranged.height > 0 and set(ranged["known"].cast(pl.String)) <= set(keys)
+    lag = SETTINGS.backtest.execution_lag
+    for row in ranged.head(20).iter_rows(named=True):
+        assert CALENDAR.index(row["known"]) - CALENDAR.index(row["session"]) == lag + 1
+    buckets = np.asarray(SETTINGS.offline_rl.buckets)
+    again = reward(
+        buckets[ranged["action"].to_numpy()],
+        ranged["exposure"].to_numpy(),
+        ranged["y"].to_numpy(),
+        ranged["prev_position"].to_numpy(),
+        reward_config(SETTINGS),
+    )
+    assert np.allclose(again, ranged["reward"].to_numpy())
+    probs = ranged.select(pl.sum_horizontal(pl.col("^prob_.*$"))).to_series()
+    assert np.allclose(probs.to_numpy(), 1.0)
+    one = keys[5]
+    assert env.run([one], ["rl_trajectories"]).success
+    single = env.lake.scan("rl_trajectories", [one]).collect()
+    assert_frame_equal(
+        single, ranged.filter(pl.col("known") == dt.date.fromisoformat(one)), rel_tol=1e-9
+    )

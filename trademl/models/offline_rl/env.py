@@ -1,0 +1,236 @@
+"""The sizing MDP: states known at the decision session's close, a bucket of the target
+weight as the action, and the next-session net return of the sized position as the reward.
+
+A row of the book (`trademl.models.policy.book.book_frame`: session, symbol, y_hat, vol,
+trend, exposure = target weight, y = the return a decision at the session earns) becomes a
+decision. Its state (`STATE`) adds to the name's own [y_hat, vol, trend] its rank in the
+session's book, its share of the book's concentration (crowding), the market's vol regime
+(the book's mean σ over its trailing 60-session mean), the book's drawdown from its peak of
+the last 60 sessions and recent cost (from book returns *known* by the session: realized
+`lag + 1` sessions after their decision), and the position the previous decision left
+(bucket × weight). Reward, in basis
+points of capital, for bucket b on a name with target weight w and realized return y:
+
+    p = b·w;  r = 10⁴ · (p·y − c·|p − p_prev| − λ·max(0, −p·y))
+
+with c the cost model's one-way rate (fees + half spread, bps → fraction) and λ the drawdown
+penalty (`RewardConfig`). Episodes are one name's consecutive sessions in the book within a
+calendar month (a name that leaves the book, or a new month, starts a new one), keyed by
+their first session. Every state entry of session t is computed from rows with session ≤ t
+and returns known by t, so appending later sessions leaves it unchanged; with the last
+`max(regime_window, drawdown_window)` + 23 sessions of history before t, so does cutting
+earlier ones (up to float rounding): a session's log can be written once, from a window.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+__all__ = ["STATE", "MarketEnv", "RewardConfig", "decision_frame", "replay", "reward"]
+
+STATE = (
+    "y_hat",
+    "rank",
+    "vol",
+    "trend",
+    "crowding",
+    "regime",
+    "drawdown",
+    "recent_cost",
+    "prev_position",
+)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """The reward's terms: buckets of the target weight, one-way cost rate and the penalty
+    on losses (all documented in the module docstring)."""
+
+    buckets: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5)
+    cost_bps: float = 5.0
+    drawdown_penalty: float = 0.5
+    regime_window: int = 60
+    drawdown_window: int = 60
+
+    def __post_init__(self) -> None:
+        if len(self.buckets) < 2 or min(self.buckets) < 0:
+            raise ValueError(f"buckets {self.buckets}: expected ≥ 2 non-negative multipliers")
+        if self.cost_bps < 0 or self.drawdown_penalty < 0:
+            raise ValueError("cost_bps and drawdown_penalty must be ≥ 0")
+
+
+def reward(
+    bucket: np.ndarray,
+    weight: np.ndarray,
+    y: np.ndarray,
+    prev_position: np.ndarray,
+    cfg: RewardConfig,
+) -> np.ndarray:
+    """The documented reward (bps of capital) of holding `bucket` × `weight` for one session."""
+    p = bucket * weight
+    pnl = p * y
+    cost = cfg.cost_bps / 1e4 * np.abs(p - prev_position)
+    return 1e4 * (pnl - cost - cfg.drawdown_penalty * np.maximum(-pnl, 0.0))
+
+
+def decision_frame(book: pl.DataFrame, *, lag: int, cfg: RewardConfig) -> pl.DataFrame:
+    """`book` (session, symbol, y_hat, vol, trend, exposure, y) with the full `STATE` except
+    `prev_position` (which depends on the policy), the episode id and step, sorted by
+    (symbol, session). Book-level entries use only returns known by the session."""
+    sessions = book.select("session").unique().sort("session").with_row_index("i")
+    b = book.join(sessions, on="session")
+    per = (
+        b.group_by("session", "i")
+        .agg(
+            (pl.col("exposure") * pl.col("y")).sum().alias("ret"),
+            pl.col("exposure").abs().sum().alias("gross"),
+            (pl.col("exposure") ** 2).sum().alias("h"),
+            pl.col("vol").mean().alias("mean_vol"),
+        )
+        .sort("i")
+    )
+    # a session's book return is known lag + 1 sessions later: the drawdown at t sees returns
+    # of decisions up to t − lag − 1 only
+    ret = per.get_column("ret").to_numpy()
+    known = np.concatenate([np.zeros(lag + 1), ret[: max(0, len(ret) - lag - 1)]])[: len(ret)]
+    # drawdown from the peak of the last `drawdown_window` sessions: the same whatever
+    # earlier history the frame holds (log equity differences do not depend on its start)
+    log_eq = pl.Series(np.cumsum(np.log1p(np.nan_to_num(known))))
+    peak = log_eq.rolling_max(cfg.drawdown_window, min_samples=1).to_numpy()
+    per = per.with_columns(
+        pl.Series("drawdown", 1.0 - np.exp(log_eq.to_numpy() - peak)),
+        (pl.col("mean_vol") / pl.col("mean_vol").rolling_mean(cfg.regime_window, min_samples=1))
+        .fill_nan(1.0)
+        .alias("regime"),
+    )
+    weights = b.select("session", "symbol", "exposure")
+    prev = weights.join(sessions, on="session").with_columns(pl.col("i") + 1).drop("session")
+    turnover = (
+        b.join(prev.rename({"exposure": "w_prev"}), on=["i", "symbol"], how="full", coalesce=True)
+        .group_by("i")
+        .agg((pl.col("exposure").fill_null(0.0) - pl.col("w_prev").fill_null(0.0)).abs().sum())
+        .rename({"exposure": "turnover"})
+        .sort("i")
+    )
+    per = per.join(turnover, on="i", how="left").with_columns(
+        (pl.col("turnover").fill_null(0.0) * cfg.cost_bps / 1e4)
+        .rolling_mean(5, min_samples=1)
+        .alias("recent_cost")
+    )
+    out = (
+        b.join(per.select("i", "gross", "h", "drawdown", "regime", "recent_cost"), on="i")
+        .with_columns(
+            (
+                (pl.col("y_hat").rank("average").over("session") - 1)
+                / (pl.len().over("session") - 1).clip(lower_bound=1)
+            ).alias("rank"),
+            (pl.col("exposure") ** 2 / pl.col("h")).fill_nan(0.0).alias("crowding"),
+        )
+        .sort("symbol", "i")
+    )
+    # an episode: a name's run of consecutive book sessions within a calendar month, keyed by
+    # the run's first session — the same whatever earlier history the frame holds
+    month = pl.col("session").dt.strftime("%Y-%m")
+    gap = ((pl.col("i") - pl.col("i").shift(1).over("symbol")).fill_null(0) != 1) | (
+        month != month.shift(1).over("symbol")
+    ).fill_null(True)
+    return (
+        out.with_columns(gap.cum_sum().alias("_run"))
+        .with_columns(
+            (
+                pl.col("symbol")
+                + "#"
+                + pl.col("session").min().over("_run").dt.strftime("%Y-%m-%d")
+            ).alias("episode_key"),
+            pl.int_range(pl.len()).over("_run").alias("step"),
+        )
+        .drop("_run", "h", "gross")
+    )
+
+
+class MarketEnv:
+    """A gymnasium environment over logged book decisions (one episode per name's run in
+    the book): `reset` starts the next episode, `step(k)` holds bucket k of the target weight
+    for one session and returns the documented reward.
+
+    The env replays realized returns, so the transition does not depend on the action except
+    through `prev_position` (market impact beyond the cost model is not simulated).
+    """
+
+    def __init__(self, frame: pl.DataFrame, cfg: RewardConfig) -> None:
+        import gymnasium as gym
+
+        self.cfg = cfg
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (len(STATE),), np.float32)
+        self.action_space = gym.spaces.Discrete(len(cfg.buckets))
+        self._frame = frame.sort("symbol", "session")
+        keys = self._frame.get_column("episode_key").to_numpy()
+        bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+        self._episodes = list(itertools.pairwise(bounds))
+        base = [c for c in STATE if c != "prev_position"]
+        self._x = self._frame.select(base).to_numpy().astype(np.float64)
+        self._w = self._frame.get_column("exposure").to_numpy()
+        self._y = self._frame.get_column("y").to_numpy()
+        self._next = 0
+        self._row = self._end = 0
+        self._prev = 0.0
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self._episodes)
+
+    def _obs(self) -> np.ndarray:
+        return np.r_[self._x[self._row], self._prev].astype(np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        episode = (options or {}).get("episode", self._next % len(self._episodes))
+        self._next = episode + 1
+        self._row, self._end = self._episodes[episode]
+        self._prev = 0.0
+        return self._obs(), {"episode": episode}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        bucket = self.cfg.buckets[int(action)]
+        w, y = self._w[self._row], self._y[self._row]
+        r = float(
+            reward(np.array(bucket), np.array(w), np.array(y), np.array(self._prev), self.cfg)
+        )
+        self._prev = bucket * w
+        self._row += 1
+        done = self._row >= self._end
+        obs = np.zeros(len(STATE), np.float32) if done else self._obs()
+        return obs, r, done, False, {"position": self._prev}
+
+
+def replay(
+    frame: pl.DataFrame, cfg: RewardConfig, act: Callable[[np.ndarray], np.ndarray]
+) -> pl.DataFrame:
+    """Run a policy through every episode of `frame` (`decision_frame` rows) at once, step by
+    step (its state carries the position its own previous action left): per row the bucket
+    it chose and the documented reward — `MarketEnv` vectorized over episodes."""
+    rows = frame.sort("episode_key", "step")
+    base = rows.select([c for c in STATE if c != "prev_position"]).to_numpy().astype(np.float64)
+    w = rows.get_column("exposure").to_numpy()
+    y = rows.get_column("y").to_numpy()
+    step = rows.get_column("step").to_numpy()
+    buckets = np.asarray(cfg.buckets)
+    chosen = np.zeros(rows.height, dtype=np.int64)
+    prev = np.zeros(rows.height)
+    for k in range(int(step.max()) + 1 if rows.height else 0):
+        at = np.flatnonzero(step == k)
+        if k > 0:  # the previous row of the same episode is the one just before
+            prev[at] = buckets[chosen[at - 1]] * w[at - 1]
+        obs = np.column_stack([base[at], prev[at]]).astype(np.float32)
+        chosen[at] = np.asarray(act(obs), dtype=np.int64)
+    r = reward(buckets[chosen], w, y, prev, cfg)
+    return rows.select("session", "symbol", "episode_key", "step").with_columns(
+        pl.Series("action", chosen), pl.Series("prev_position", prev), pl.Series("reward", r)
+    )
