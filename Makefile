@@ -23,6 +23,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -e .
+	$(PIP) install -q -e '.[rl]'
 	$(BIN)/python -m trademl_jobs.lake duckdb
 	@touch $@
 

@@ -410,9 +410,22 @@ class PolicyConfig(_Strict):
     promotion: PolicyPromotionConfig = PolicyPromotionConfig()
 
 
+class OfflineRLPromotionConfig(_Strict):
+    """The offline RL gate: on the logged sessions after its training window, the doubly
+    robust lower confidence bound beats the behaviour policy's value by `margin` (bps of
+    discounted episode return) AND its replay beats the traded book with a t-stat ≥
+    `min_improvement_t`, AND its replay beats the sizing champion's by `margin_vs_champion`."""
+
+    margin: float = 0.0
+    min_improvement_t: float = 2.0
+    margin_vs_champion: float = 0.0
+    min_shadow_sessions: int = Field(0, ge=0)
+
+
 class OfflineRLConfig(_Strict):
-    """Offline RL sizing: the logged exploration around the traded book (`rl_trajectories`)
-    and the reward it is booked with (`trademl.models.offline_rl.env`)."""
+    """Offline RL sizing: the logged exploration around the traded book (`rl_trajectories`),
+    the reward it is booked with (`trademl.models.offline_rl.env`), the algorithm (d3rlpy,
+    the `rl` extra) and the off-policy-evaluation gate."""
 
     #: Size multipliers of the target weight an action picks from (1.0: the traded book).
     buckets: list[float] = [0.0, 0.5, 1.0, 1.5]
@@ -423,6 +436,18 @@ class OfflineRLConfig(_Strict):
     drawdown_penalty: float = Field(0.5, ge=0.0)
     regime_window: int = Field(60, ge=5)
     drawdown_window: int = Field(60, ge=5)
+    episode: Literal["week", "month"] = "week"
+    #: Sessions of logged trajectories a policy as of d learns from and is judged on.
+    train_sessions: int = Field(504, ge=20)
+    algo: Literal["cql", "iql"] = "cql"
+    n_steps: int = Field(3000, ge=10)
+    batch_size: int = Field(256, ge=8)
+    gamma: float = Field(0.9, ge=0.0, lt=1.0)
+    #: Share of the window's last sessions held out for the gate (OPE and replay).
+    test_frac: float = Field(0.3, gt=0.0, lt=1.0)
+    n_boot: int = Field(1000, ge=50)
+    level: float = Field(0.9, gt=0.5, lt=1.0)
+    promotion: OfflineRLPromotionConfig = OfflineRLPromotionConfig()
 
     @field_validator("buckets")
     @classmethod
@@ -619,6 +644,7 @@ FIXED_AT_LOAD = (
     "policy.train_sessions",
     "offline_rl.regime_window",
     "offline_rl.drawdown_window",
+    "offline_rl.train_sessions",
 )
 
 

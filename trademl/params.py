@@ -19,6 +19,7 @@ from trademl.portfolio.weights import PortfolioParams
 
 if TYPE_CHECKING:
     from trademl.models.offline_rl.env import RewardConfig
+    from trademl.models.offline_rl.pipeline import OfflineRLParams
     from trademl.models.policy.grpo import GRPOParams
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "cost_model",
     "forecast_params",
     "grpo_params",
+    "offline_rl_params",
     "portfolio_params",
     "reward_config",
     "tripwire_limits",
@@ -133,4 +135,24 @@ def reward_config(s: Settings) -> RewardConfig:
         drawdown_penalty=o.drawdown_penalty,
         regime_window=o.regime_window,
         drawdown_window=o.drawdown_window,
+        episode=o.episode,
+    )
+
+
+def offline_rl_params(s: Settings) -> OfflineRLParams:
+    """Training and gate settings of the offline RL sizing sleeve."""
+    from trademl.models.offline_rl.pipeline import OfflineRLParams
+
+    o = s.offline_rl
+    return OfflineRLParams(
+        algo=o.algo,
+        n_steps=o.n_steps,
+        batch_size=o.batch_size,
+        gamma=o.gamma,
+        test_frac=o.test_frac,
+        n_boot=o.n_boot,
+        level=o.level,
+        margin=o.promotion.margin,
+        min_improvement_t=o.promotion.min_improvement_t,
+        seed=o.seed,
     )

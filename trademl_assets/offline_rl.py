@@ -1,15 +1,37 @@
-"""`rl_trajectories`: the logged dataset offline RL sizing learns from — the traded book's
-decisions with documented exploration, appended per session as their rewards become known."""
+"""Offline RL sizing: `rl_trajectories`, the logged dataset it learns from (the traded book's
+decisions with documented exploration, appended per session as their rewards become known),
+and the `offline_rl` sizing sleeve (train → OPE + replay gate → challenger → champion), a
+second sizing challenger beside the GRPO policy in `sized_weights` and the shadow books."""
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from resources.lake import MISSING_OK
 from resources.settings import SettingsResource
-from trademl.models.offline_rl.trajectories import logged_book
-from trademl.params import reward_config
+from trademl.config import Settings
+from trademl.models.offline_rl.env import STATE
+from trademl.models.offline_rl.pipeline import judge, split_log
+from trademl.models.offline_rl.promotion import decide
+from trademl.models.offline_rl.trajectories import logged_book, serving_states, to_transitions
+from trademl.models.sleeve import NotTrainable, Trained
+from trademl.params import offline_rl_params, reward_config
 from trademl_assets.metadata import frame_metadata
-from trademl_assets.partitions import RL_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
+from trademl_assets.partitions import (
+    RL_LOOKBACK,
+    RL_TRAIN_LOOKBACK,
+    SESSIONS,
+    SINGLE_RUN,
+    sessions_of,
+)
+from trademl_assets.sleeves import SleeveSpec
 
 RL_INS = {
     name: dg.AssetIn(name, partition_mapping=RL_LOOKBACK, metadata={MISSING_OK: True})
@@ -58,3 +80,139 @@ def rl_trajectories(
         )
         meta["mean_reward_bps"] = dg.MetadataValue.float(float(log.get_column("reward").mean()))
     return dg.Output(log, metadata=meta)
+
+
+#: Fewest logged decision sessions a policy trains and is judged on.
+MIN_LOG_SESSIONS = 30
+TRAIN_INS = {
+    "rl_trajectories": dg.AssetIn(
+        "rl_trajectories", partition_mapping=RL_TRAIN_LOOKBACK, metadata={MISSING_OK: True}
+    )
+}
+
+
+def train_offline_rl(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log: Any) -> Trained:
+    """Discrete CQL (or IQL) on the trajectories whose reward was known by `as_of`, judged on
+    the latest logged sessions by OPE and by a replay against the traded book — the ONNX graph
+    that will serve is the policy judged."""
+    from trademl.models.offline_rl.algos import train_policy
+    from trademl.models.offline_rl.export import export_onnx
+    from trademl.models.offline_rl.serving import OnnxBucketPolicy
+
+    logged = inputs["rl_trajectories"].filter(pl.col("known") <= as_of).collect()
+    n_sessions = logged.get_column("session").n_unique() if logged.height else 0
+    if n_sessions < MIN_LOG_SESSIONS:
+        raise NotTrainable(
+            f"rl_trajectories holds {n_sessions} decision sessions known by {as_of}; an "
+            f"offline RL policy needs {MIN_LOG_SESSIONS} (materialize rl_trajectories for "
+            "more history)"
+        )
+    cfg, params = reward_config(s), offline_rl_params(s)
+    train, test = split_log(logged, test_frac=params.test_frac, lag=s.backtest.execution_lag)
+    device = "cuda:0" if s.env == "gpu" and _cuda() else "cpu:0"
+    policy = train_policy(
+        to_transitions(train, cfg.buckets),
+        params.algo,
+        n_steps=params.n_steps,
+        batch_size=params.batch_size,
+        seed=params.seed,
+        device=device,
+        threads=1,
+        gamma=params.gamma,
+    )
+    onnx = export_onnx(policy)
+    served = OnnxBucketPolicy(onnx, cfg.buckets)
+    judged = judge(served.actions, served.probs, test, cfg, params)
+    log(
+        f"offline RL ({params.algo}) on {train.height} logged decisions; judged on "
+        f"{test.height}: DR {judged.report.estimates['dr'].estimate:.3g} "
+        f"[{judged.report.estimates['dr'].lower:.3g}, {judged.report.estimates['dr'].upper:.3g}]"
+        f" vs behaviour {judged.report.behaviour.estimate:.3g}"
+    )
+
+    def save(directory: Path) -> None:
+        policy.save(directory / "policy")
+        (directory / "model.onnx").write_bytes(onnx)
+        (directory / "buckets.json").write_text(json.dumps(list(cfg.buckets)))
+
+    first_test = test.get_column("session").min()
+    return Trained(
+        metrics={k: float(v) for k, v in judged.metrics.items()},
+        params={
+            **dataclasses.asdict(params),
+            "buckets": list(cfg.buckets),
+            "test_from": first_test,
+        },
+        save=save,
+        fingerprint=logged.select("known", "session", "symbol", "action", "reward"),
+        documents={"ope.json": dataclasses.asdict(judged.report)},
+        onnx=onnx,
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+class RLSizer:
+    """The served offline RL policy as a sizing policy: the session's states from the book's
+    recent history (`serving_states`, what the log recorded), a bucket per name."""
+
+    def __init__(self, directory: Path) -> None:
+        from trademl.models.offline_rl.serving import OnnxBucketPolicy
+
+        buckets = json.loads((directory / "buckets.json").read_text())
+        self.policy = OnnxBucketPolicy(directory / "model.onnx", buckets)
+
+    def sizes_for(self, day: pl.DataFrame, history: Any, s: Settings) -> np.ndarray:
+        """One size (bucket multiplier) per row of `day`; a name without a state keeps 1."""
+        weights, feats, bars = history
+        session = day.get_column("date").max()
+        states = serving_states(
+            weights,
+            feats,
+            bars,
+            session,
+            trend_feature=s.policy.trend_feature,
+            price=s.backtest.price,
+            lag=s.backtest.execution_lag,
+            cfg=reward_config(s),
+        )
+        if states.height == 0:
+            return np.ones(day.height)
+        sizes = self.policy.sizes(states.select(list(STATE)).to_numpy().astype(np.float32))
+        by_name = dict(zip(states.get_column("symbol").to_list(), sizes.tolist(), strict=True))
+        return np.array([by_name.get(sym, 1.0) for sym in day.get_column("symbol").to_list()])
+
+
+OFFLINE_RL = SleeveSpec(
+    name="offline_rl",
+    kind="sizing",
+    group="sizing",
+    ins=TRAIN_INS,
+    train=train_offline_rl,
+    decide=lambda m, champ, s: decide(m, champ, s.offline_rl.promotion),
+    min_shadow=lambda s: s.offline_rl.promotion.min_shadow_sessions,
+    gate_description="On the logged sessions after its training window, the doubly robust "
+    "lower confidence bound beats the behaviour policy's value by offline_rl.promotion.margin, "
+    "its replay beats the traded book (bucket 1.0) with a t-stat ≥ min_improvement_t, and "
+    "beats the sizing champion's replay; NaN fails closed.",
+    load=RLSizer,
+    model_asset="offline_rl_policy",
+    description="The offline RL sizing policy as of the session: discrete CQL (d3rlpy) on "
+    "rl_trajectories choosing a bucket of each name's target weight from its state; ONNX "
+    "registered as `offline_rl`; serving reads only onnxruntime.",
+    row_metrics=(
+        "ope_dr",
+        "ope_dr_lo",
+        "ope_dr_hi",
+        "ope_behaviour",
+        "replay_improvement_t",
+        "replay_policy_bps_per_session",
+        "mean_bucket",
+    ),
+    pool="gpu",
+    kinds=frozenset({"pytorch", "onnx", "mlflow"}),
+)

@@ -117,6 +117,12 @@ with warnings.catch_warnings():
         start_offset=-(RL_WINDOW - 1), allow_nonexistent_upstream_partitions=True
     )
 
+    #: Sessions of logged trajectories an offline RL policy as of d learns from and is judged on.
+    RL_TRAIN_WINDOW = _rl.train_sessions
+    RL_TRAIN_LOOKBACK = dg.TimeWindowPartitionMapping(
+        start_offset=-(RL_TRAIN_WINDOW - 1), allow_nonexistent_upstream_partitions=True
+    )
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 #: Assets with a per-session side effect (a report, orders at a broker) backfill one run each.
 PER_SESSION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)

@@ -14,7 +14,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from resources.lake import MISSING_OK, LakeResource
+from resources.lake import MISSING_OK, Lake, LakeError, LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import SettingsResource
 from trademl.config import Settings
@@ -24,7 +24,13 @@ from trademl.models.sleeve import NotTrainable, Trained
 from trademl.params import backtest_params, cost_model, grpo_params, portfolio_params
 from trademl_assets.history import ModelCache, champion_as_of, champion_history
 from trademl_assets.metadata import frame_metadata
-from trademl_assets.partitions import POLICY_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
+from trademl_assets.partitions import (
+    POLICY_LOOKBACK,
+    RL_LOOKBACK,
+    SESSIONS,
+    SINGLE_RUN,
+    sessions_of,
+)
 from trademl_assets.portfolio import WEIGHTS_SCHEMA
 from trademl_assets.sleeves import SleeveSpec
 
@@ -146,8 +152,59 @@ SIZED_SCHEMA = {
 }
 
 
-def size_book(day: pl.DataFrame, feats: pl.DataFrame, policy: Any, s: Settings) -> pl.DataFrame:
-    """One session's target weights sized by `policy` (ONNX) and capped again."""
+#: What a sizing policy may read besides the session: the trailing window of target weights,
+#: features (date, symbol, trend) and bars (date, symbol, open, close), up to the session.
+SizingHistory = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
+#: The sizing inputs every sized book reads: a trailing window of each (see `SizingHistory`).
+SIZING_HISTORY_INS = {
+    name: dg.AssetIn(name, partition_mapping=RL_LOOKBACK, metadata={MISSING_OK: True})
+    for name in ("target_weights", "features", "bars")
+}
+
+
+def sizing_inputs(
+    target_weights: pl.LazyFrame,
+    features: pl.LazyFrame,
+    bars: pl.LazyFrame,
+    s: Settings,
+    lake: Lake,
+    keys: Sequence[str],
+) -> SizingHistory:
+    """The trailing windows a run's sized books read, collected once; the run's own sessions
+    of target weights must be written (the window before them may start short)."""
+    written = set(lake.partitions("target_weights"))
+    absent = [k for k in keys if k not in written]
+    if absent:
+        raise LakeError(
+            f"target_weights: {len(absent)} of the run's {len(keys)} sessions are not written "
+            f"({', '.join(absent[:5])}); materialize target_weights for them first"
+        )
+    return (
+        target_weights.collect(),
+        features.select("date", "symbol", s.policy.trend_feature).collect(),
+        bars.select("date", "symbol", "open", "close").collect(),
+    )
+
+
+def history_upto(history: SizingHistory, session: dt.date) -> SizingHistory:
+    """The windows as known at `session`'s close (nothing after it)."""
+    w, f, b = (x.filter(pl.col("date") <= session) for x in history)
+    return w, f, b
+
+
+def size_book(
+    day: pl.DataFrame,
+    feats: pl.DataFrame,
+    policy: Any,
+    s: Settings,
+    history: SizingHistory | None = None,
+) -> pl.DataFrame:
+    """One session's target weights sized by `policy` (ONNX) and capped again. A policy whose
+    states need the book's recent history (`sizes_for`, offline RL) gets `history`."""
+    if hasattr(policy, "sizes_for"):
+        if history is None:
+            raise ValueError(f"{type(policy).__name__} sizes from the book's history: pass it")
+        return apply_sizes(day, policy.sizes_for(day, history, s), portfolio_params(s))
     states = book_states(day, feats, trend_feature=s.policy.trend_feature)
     sizes = day.join(
         states.select(
@@ -170,13 +227,15 @@ def sizing_sleeves(specs: Sequence[SleeveSpec]) -> dg.AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         group_name="sizing",
         io_manager_key="lake",
+        ins=SIZING_HISTORY_INS,
         metadata={"partition_column": "date"},
         kinds={"onnx", "polars"},
     )
     def sized_weights(
         context: dg.AssetExecutionContext,
-        target_weights: pl.DataFrame,
-        features: pl.DataFrame,
+        target_weights: pl.LazyFrame,
+        features: pl.LazyFrame,
+        bars: pl.LazyFrame,
         settings: SettingsResource,
         lake_store: LakeResource,
         mlflow: MlflowResource,
@@ -185,12 +244,14 @@ def sizing_sleeves(specs: Sequence[SleeveSpec]) -> dg.AssetsDefinition:
         again (name cap, balanced legs, gross cap); size 1 with sizer `identity` until a
         sizing champion exists."""
         s = settings.get()
+        keys = context.partition_keys
+        window = sizing_inputs(target_weights, features, bars, s, lake_store.lake, keys)
         histories = {sp.name: champion_history(lake_store.lake, sp.champion_key) for sp in specs}
         parts, sizers = [], {}
         with tempfile.TemporaryDirectory() as tmp:
             caches = {sp.name: ModelCache(mlflow, sp.load, f"{tmp}/{sp.name}") for sp in specs}
             for session in sessions_of(context.partition_keys):
-                day = target_weights.filter(pl.col("date") == session)
+                day = window[0].filter(pl.col("date") == session)
                 champ = next(
                     (
                         (n, r)
@@ -206,8 +267,9 @@ def sizing_sleeves(specs: Sequence[SleeveSpec]) -> dg.AssetsDefinition:
                     sizer = "identity"
                 else:
                     name, row = champ
-                    feats = features.filter(pl.col("date") == session)
-                    out = size_book(day, feats, caches[name].get(row), s)
+                    feats = window[1].filter(pl.col("date") == session)
+                    known = history_upto(window, session)
+                    out = size_book(day, feats, caches[name].get(row), s, known)
                     sizer = f"{name}@{row['version']}"
                 sizers[str(session)] = sizer
                 parts.append(out.with_columns(pl.lit(sizer).alias("sizer")))

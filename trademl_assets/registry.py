@@ -5,7 +5,7 @@ when the code location loads (`equities.models`, `linear.enabled`, `stacker.slee
 import dagster as dg
 
 from trademl.config import ConfigError, Settings
-from trademl_assets import equities, forecasts, linear, policy, stacker
+from trademl_assets import equities, forecasts, linear, offline_rl, policy, stacker
 from trademl_assets.partitions import SETTINGS
 from trademl_assets.sleeves import SleeveSpec, champion_asset, model_assets, scores_asset
 
@@ -39,7 +39,7 @@ def stacker_sleeve(s: Settings, alpha: list[SleeveSpec]) -> SleeveSpec | None:
 
 ALPHA = alpha_sleeves(SETTINGS)
 STACKER = stacker_sleeve(SETTINGS, ALPHA)
-SIZING = [policy.GRPO]
+SIZING = [policy.GRPO, offline_rl.OFFLINE_RL]
 
 
 def sleeve_assets() -> list[dg.AssetsDefinition]:

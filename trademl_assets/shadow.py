@@ -21,7 +21,7 @@ from trademl_assets.equities import collected
 from trademl_assets.history import ModelCache, challenger_as_of, champion_history, model_rows
 from trademl_assets.metadata import frame_metadata, markdown_table
 from trademl_assets.partitions import BACKTEST_LOOKBACK, SESSIONS, SINGLE_RUN, sessions_of
-from trademl_assets.policy import size_book
+from trademl_assets.policy import SIZING_HISTORY_INS, history_upto, size_book, sizing_inputs
 from trademl_assets.sleeves import SleeveSpec
 
 BOOK_SCHEMA = {
@@ -62,15 +62,15 @@ def shadow_weights_asset(
         backfill_policy=SINGLE_RUN,
         group_name="portfolio",
         io_manager_key="lake",
-        ins={sp.scores_key: dg.AssetIn(sp.scores_key) for sp in alpha}
-        | {"features": dg.AssetIn("features"), "target_weights": dg.AssetIn("target_weights")},
+        ins={sp.scores_key: dg.AssetIn(sp.scores_key) for sp in alpha} | SIZING_HISTORY_INS,
         metadata={"partition_column": "date"},
         kinds={"polars"},
     )
     def shadow_weights(
         context: dg.AssetExecutionContext,
-        features: pl.DataFrame,
-        target_weights: pl.DataFrame,
+        features: pl.LazyFrame,
+        target_weights: pl.LazyFrame,
+        bars: pl.LazyFrame,
         settings: SettingsResource,
         lake_store: LakeResource,
         mlflow: MlflowResource,
@@ -82,6 +82,9 @@ def shadow_weights_asset(
         s = settings.get()
         lake = lake_store.lake
         scores = {k: collected(v) for k, v in scores.items()}
+        window = sizing_inputs(target_weights, features, bars, s, lake, context.partition_keys)
+        run = sessions_of(context.partition_keys)
+        features = features.filter(pl.col("date").is_between(run[0], run[-1])).collect()
         parts = []
         histories = {
             sp.name: champion_history(lake, sp.champion_key)
@@ -128,11 +131,13 @@ def shadow_weights_asset(
                                     _weights(model.score(wide), feats, s),
                                 )
                             )
-                today = target_weights.filter(pl.col("date") == session)
+                today = window[0].filter(pl.col("date") == session)
                 for sp in sizing:
                     row = challenger_as_of(registered[sp.name], histories[sp.name], session)
                     if row is not None and today.height:
-                        sized = size_book(today, feats, caches[sp.name].get(row), s)
+                        model = caches[sp.name].get(row)
+                        known = history_upto(window, session)
+                        sized = size_book(today, feats, model, s, known)
                         books.append(("sizing", sp.name, str(row["version"]), sized))
                 for kind, name, version, w in books:
                     parts.append(

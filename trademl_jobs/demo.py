@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         stacked = _run(alpha, instance, [latest], stacker) if stacker else None
         _run(daily, instance, [latest], [*scores, *book])
         sizing = defs.resolve_job_def("sizing_train")
+        _run(sizing, instance, served, ["rl_trajectories"])  # the offline RL log of the book
         sized = _run(
             sizing,
             instance,
@@ -197,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     report.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps(summary, indent=2, default=str))
     print("\n" + summary["verdict"])
+    rl = summary["sleeves"].get("offline_rl", {})
+    if rl.get("version") is not None:
+        print(
+            f"Offline RL sizing v{rl['version']}: doubly robust value {rl.get('ope_dr')} "
+            f"[{rl.get('ope_dr_lo')}, {rl.get('ope_dr_hi')}] vs the traded book's "
+            f"{rl.get('ope_behaviour')} (bps per episode) — "
+            f"{'promoted' if rl['promoted'] else 'refused'}: {rl['why']}"
+        )
     print(
         "\nWhere things are:\n"
         f"  lake         {settings.lake_root}\n"

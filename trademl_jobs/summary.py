@@ -20,7 +20,19 @@ from trademl.models.equities.pipeline import CPCV_SCALARS
 HEADLINE = {
     "alpha": (*CPCV_SCALARS[:6], "rank_ic_t_stat"),
     "stacker": ("oos_rank_ic", "best_sleeve_rank_ic", "equal_weight_rank_ic", "dsr", "pbo"),
-    "sizing": ("sharpe_sized", "sharpe_unsized", "improvement_t", "mean_size"),
+    "sizing": (
+        "sharpe_sized",
+        "sharpe_unsized",
+        "improvement_t",
+        "mean_size",
+        # offline RL: the OPE verdict with its interval, and the replay vs the traded book
+        "ope_dr",
+        "ope_dr_lo",
+        "ope_dr_hi",
+        "ope_behaviour",
+        "replay_improvement_t",
+        "mean_bucket",
+    ),
 }
 
 

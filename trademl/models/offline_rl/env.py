@@ -15,9 +15,10 @@ points of capital, for bucket b on a name with target weight w and realized retu
 
 with c the cost model's one-way rate (fees + half spread, bps → fraction) and λ the drawdown
 penalty (`RewardConfig`). Episodes are one name's consecutive sessions in the book within a
-calendar month (a name that leaves the book, or a new month, starts a new one), keyed by
-their first session. Every state entry of session t is computed from rows with session ≤ t
-and returns known by t, so appending later sessions leaves it unchanged; with the last
+calendar week (`episode: month` for months; a name that leaves the book, or a new week,
+starts a new one), keyed by their first session: short episodes keep importance weights
+usable for off-policy evaluation. Every state entry of session t is computed from rows with
+session ≤ t and returns known by t, so appending later sessions leaves it unchanged; with the last
 `max(regime_window, drawdown_window)` + 23 sessions of history before t, so does cutting
 earlier ones (up to float rounding): a session's log can be written once, from a window.
 """
@@ -27,7 +28,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -57,6 +58,9 @@ class RewardConfig:
     drawdown_penalty: float = 0.5
     regime_window: int = 60
     drawdown_window: int = 60
+    #: An episode is a name's run in the book within a calendar week (short: importance
+    #: weights stay usable) or month.
+    episode: Literal["week", "month"] = "week"
 
     def __post_init__(self) -> None:
         if len(self.buckets) < 2 or min(self.buckets) < 0:
@@ -134,9 +138,9 @@ def decision_frame(book: pl.DataFrame, *, lag: int, cfg: RewardConfig) -> pl.Dat
         )
         .sort("symbol", "i")
     )
-    # an episode: a name's run of consecutive book sessions within a calendar month, keyed by
-    # the run's first session — the same whatever earlier history the frame holds
-    month = pl.col("session").dt.strftime("%Y-%m")
+    # an episode: a name's run of consecutive book sessions within a calendar week (or
+    # month), keyed by the run's first session — the same whatever earlier history it holds
+    month = pl.col("session").dt.strftime("%G-W%V" if cfg.episode == "week" else "%Y-%m")
     gap = ((pl.col("i") - pl.col("i").shift(1).over("symbol")).fill_null(0) != 1) | (
         month != month.shift(1).over("symbol")
     ).fill_null(True)

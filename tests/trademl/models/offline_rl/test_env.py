@@ -74,12 +74,24 @@ def test_states_never_see_after_the_decision():
 
 
 def test_a_name_that_leaves_the_book_ends_its_episode():
+    """Episodes are a name's run within a calendar week, keyed by the run's first session:
+    N0 leaves the book on Jan 11–13, splitting the week of Jan 8 in two."""
     d = decision_frame(book(30), lag=1, cfg=CFG)
-    n0 = d.filter(pl.col("symbol") == "N0")
-    assert n0.get_column("episode_key").n_unique() == 2
-    assert n0.group_by("episode_key").agg(pl.col("step").max()).get_column(
-        "step"
-    ).sort().to_list() == [9, 16]
+    n0 = d.filter(pl.col("symbol") == "N0").group_by("episode_key").agg(pl.len())
+    got = dict(n0.iter_rows())
+    assert got == {
+        "N0#2024-01-01": 7,
+        "N0#2024-01-08": 3,
+        "N0#2024-01-14": 1,
+        "N0#2024-01-15": 7,
+        "N0#2024-01-22": 7,
+        "N0#2024-01-29": 2,
+    }
+    month = decision_frame(book(30), lag=1, cfg=RewardConfig(episode="month"))
+    assert month.filter(pl.col("symbol") == "N0")["episode_key"].unique().sort().to_list() == [
+        "N0#2024-01-01",
+        "N0#2024-01-14",
+    ]
 
 
 def test_the_env_steps_through_an_episode_with_the_documented_reward():

@@ -1,0 +1,573 @@
+"""Offline RL sizing policies — discrete CQL and IQL trained with d3rlpy 2.8 on logged
+`Transitions`.
+
+Training only: d3rlpy (the optional ``rl`` extra) is imported lazily, inside the functions
+that need it, so importing this module stays cheap and the core install does not need it.
+Serving runs the exported ONNX graph (`export.export_onnx`, `serving.OnnxBucketPolicy`).
+
+d3rlpy is noisy in ways that must not reach asset logs: importing it imports the legacy
+``gym`` package, which prints an "unmaintained / NumPy 2" notice to stderr; it configures
+structlog globally and logs every fit ("dataset info", "Parameters", per-epoch metrics) to
+stdout; and torch / gym raise deprecation warnings. `import_d3rlpy` imports it with stderr and
+warnings captured, restores the caller's structlog configuration, and points d3rlpy's loggers
+at a DEBUG-level stdlib logger (``trademl.models.offline_rl.d3rlpy``); training and export
+run under `quiet` (warnings suppressed).
+
+Algorithms
+----------
+``"cql"``
+    d3rlpy's `DiscreteCQL`: a Q-network over the K buckets with the conservative penalty
+    ``alpha · (logsumexp_a Q(s, a) − Q(s, a_logged))``; the policy is the greedy bucket.
+``"iql"``
+    d3rlpy's `IQL` is a continuous-action algorithm (expectile value regression + advantage-
+    weighted regression of a Gaussian actor). Here it is trained on the 1-D continuous action
+    *bucket multiplier* (``buckets[action]``, scaled to [-1, 1] by a `MinMaxActionScaler` over
+    the bucket range), and its deterministic action (the actor's mean, a multiplier in
+    ``[min(buckets), max(buckets)]``) is mapped to the **nearest bucket** (ties → the smaller
+    bucket index). The exported ONNX graph does the same mapping, so it also outputs bucket
+    indices. Because the actor is a unimodal Gaussian fitted to a discrete action
+    distribution, its mean can land between buckets; the nearest-bucket rule is the
+    documented projection, not a learned discrete policy.
+
+Both see rewards multiplied by ``reward_scale`` (default: 1 / std of the logged rewards, so
+the CQL ``alpha`` and the IQL ``weight_temp`` mean the same thing whatever the units of the
+reward); `TrainedPolicy.q_values` divides it back out. Observations are standardized by a
+`StandardObservationScaler` fitted on the data (it is part of the saved and exported policy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import random
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from trademl.models.offline_rl.data import Transitions
+
+__all__ = [
+    "ALGOS",
+    "DEFAULTS",
+    "TrainedPolicy",
+    "build_mdp_dataset",
+    "import_d3rlpy",
+    "load_policy",
+    "nearest_bucket",
+    "quiet",
+    "train_policy",
+]
+
+Algo = Literal["cql", "iql"]
+ALGOS: tuple[str, ...] = ("cql", "iql")
+
+#: Per-algorithm config defaults (d3rlpy config fields), tuned on standardized rewards for
+#: small sizing MDPs: d3rlpy's own defaults (CQL ``alpha=1``, ``target_update_interval=8000``,
+#: lr 6.25e-5; IQL ``weight_temp=3``) are sized for Atari / D4RL runs of 10⁵–10⁶ steps and,
+#: on a few thousand steps, collapse onto the behaviour policy's most frequent bucket.
+#: Anything passed as ``**hyper`` to `train_policy` overrides these.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "cql": {
+        "learning_rate": 1e-3,
+        "alpha": 0.1,
+        "gamma": 0.9,
+        "target_update_interval": 100,
+    },
+    "iql": {
+        "actor_learning_rate": 1e-3,
+        "critic_learning_rate": 1e-3,
+        "gamma": 0.9,
+        "weight_temp": 10.0,
+        "expectile": 0.7,
+    },
+}
+
+_LOG = logging.getLogger(__name__)
+_D3_LOG = logging.getLogger("trademl.models.offline_rl.d3rlpy")
+_D3RLPY: Any = None
+
+
+class _DebugLog:
+    """Stand-in for d3rlpy's structlog ``LOG``: every call becomes one stdlib DEBUG record.
+
+    d3rlpy logs through a module-level structlog logger configured to print coloured lines
+    to stdout; replacing it keeps training quiet while leaving the events reachable by
+    enabling DEBUG on ``trademl.models.offline_rl.d3rlpy``.
+    """
+
+    def __getattr__(self, level: str) -> Any:
+        def log(event: object = "", *args: object, **kw: object) -> None:
+            if _D3_LOG.isEnabledFor(logging.DEBUG):
+                _D3_LOG.debug("d3rlpy %s: %s %s", level, event, kw or "")
+
+        return log
+
+    def bind(self, **kw: object) -> _DebugLog:
+        return self
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Suppress warnings (NumPy 2 / gym / torch deprecations) raised by d3rlpy and torch.
+
+    Used around d3rlpy training, saving and TorchScript / ONNX export, never around project
+    code, so the project's own warnings still surface.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def import_d3rlpy() -> Any:
+    """Import d3rlpy once, quietly, and silence its loggers — the one way project code
+    should import it (FQE in `ope` included), so no asset log sees its noise.
+
+    Returns
+    -------
+    module
+        The ``d3rlpy`` package.
+
+    Raises
+    ------
+    ImportError
+        With the install hint when the ``rl`` extra is missing.
+    """
+    global _D3RLPY
+    if _D3RLPY is not None:
+        return _D3RLPY
+    import structlog
+
+    saved = structlog.get_config() if structlog.is_configured() else None
+    notices = io.StringIO()
+    try:
+        with quiet(), contextlib.redirect_stderr(notices):
+            import d3rlpy  # the legacy gym package prints its NumPy 2 notice here
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "offline RL training needs d3rlpy: pip install -e '.[rl]' (make install does it)"
+        ) from exc
+    finally:
+        # d3rlpy calls structlog.configure() at import: give the process its config back
+        if saved is not None:
+            structlog.configure(**saved)
+        else:
+            structlog.reset_defaults()
+    if notices.getvalue():
+        _LOG.debug("d3rlpy import notices: %s", notices.getvalue().strip())
+    _silence_d3rlpy_loggers()
+    _D3RLPY = d3rlpy
+    return d3rlpy
+
+
+def _silence_d3rlpy_loggers() -> None:
+    """Point every loaded d3rlpy module's ``LOG`` at `_DebugLog` (idempotent)."""
+    import sys
+
+    quiet_log = _DebugLog()
+    for name, module in list(sys.modules.items()):
+        is_d3rlpy = name == "d3rlpy" or name.startswith("d3rlpy.")
+        if is_d3rlpy and not isinstance(getattr(module, "LOG", quiet_log), _DebugLog):
+            module.LOG = quiet_log
+
+
+def nearest_bucket(size: np.ndarray, buckets: Sequence[float]) -> np.ndarray:
+    """Index of the bucket nearest each continuous size multiplier (ties → lower index).
+
+    Computed in float32, as the exported ONNX graph does, so both agree exactly.
+
+    Parameters
+    ----------
+    size : (N,) or (N, 1) array of multipliers.
+    buckets : the K bucket multipliers, in action order.
+
+    Returns
+    -------
+    (N,) int64 bucket indices.
+    """
+    s = np.asarray(size, dtype=np.float32).reshape(-1, 1)
+    b = np.asarray(buckets, dtype=np.float32).reshape(1, -1)
+    return np.abs(s - b).argmin(axis=1).astype(np.int64)
+
+
+def _episode_ends(data: Transitions) -> tuple[np.ndarray, np.ndarray]:
+    """Rows that end a d3rlpy episode, and which of those are terminal.
+
+    An episode ends at ``done`` (terminal: the name left the book, no next state to
+    bootstrap from) or where the logged run stops without ``done`` — the next row is another
+    episode or the data ends (a timeout: the state `next_obs` exists but was not yet logged).
+    """
+    n = data.n
+    done = np.asarray(data.done, dtype=bool)
+    boundary = np.zeros(n, dtype=bool)
+    if n:
+        boundary[:-1] = data.episode[1:] != data.episode[:-1]
+        boundary[-1] = True
+    return done | boundary, done
+
+
+def build_mdp_dataset(data: Transitions, algo: Algo, *, reward_scale: float = 1.0) -> Any:
+    """The d3rlpy `MDPDataset` of `data`, with terminals and timeouts placed correctly.
+
+    d3rlpy reads episodes as observation sequences: the next state of row t is the
+    observation of row t+1, a terminal episode's last row bootstraps from nothing, and a
+    timed-out episode's last row is an observation only (no transition starts there). So a
+    ``done`` row is flagged terminal, and an episode cut without ``done`` gets its logged
+    `next_obs` appended as one extra row flagged timeout (its action and reward are never
+    read) — every logged decision is a transition and none bootstraps across episodes.
+
+    Parameters
+    ----------
+    data : the logged transitions.
+    algo : ``"cql"`` (discrete actions = bucket indices) or ``"iql"`` (continuous actions =
+        bucket multipliers, shape (N, 1)).
+    reward_scale : rewards are multiplied by it.
+
+    Returns
+    -------
+    d3rlpy.dataset.MDPDataset
+    """
+    d3rlpy = import_d3rlpy()
+    if data.n == 0:
+        raise ValueError("offline RL: no transitions to train on")
+    ends, terminal = _episode_ends(data)
+    timeout_rows = np.flatnonzero(ends & ~terminal)
+    # insert the extra observation after each timed-out episode's last row
+    insert_at = timeout_rows + 1
+    obs = np.insert(data.obs.astype(np.float32), insert_at, data.next_obs[timeout_rows], axis=0)
+    action = np.insert(data.action.astype(np.int64), insert_at, data.action[timeout_rows])
+    reward = np.insert(data.reward.astype(np.float64) * reward_scale, insert_at, 0.0)
+    terminals = np.insert(terminal.astype(np.float32), insert_at, 0.0)
+    timeouts = np.insert(np.zeros(data.n, np.float32), insert_at, 1.0)
+    if algo == "cql":
+        actions: np.ndarray = action
+        space, size = d3rlpy.ActionSpace.DISCRETE, data.n_actions
+    else:
+        actions = np.asarray(data.buckets, np.float32)[action].reshape(-1, 1)
+        space, size = d3rlpy.ActionSpace.CONTINUOUS, 1
+    with quiet():
+        return d3rlpy.dataset.MDPDataset(
+            observations=obs,
+            actions=actions,
+            rewards=reward.astype(np.float32).reshape(-1, 1),
+            terminals=terminals,
+            timeouts=timeouts,
+            action_space=space,
+            action_size=size,
+        )
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, threads: int | None) -> Iterator[None]:
+    """Seed d3rlpy (Python, NumPy and torch global RNGs) and restore them afterwards.
+
+    d3rlpy samples mini-batches from the global NumPy RNG and initializes networks from the
+    global torch RNG, so seeding them is what makes two runs identical; restoring keeps the
+    caller's random streams untouched. ``threads`` optionally pins torch's intra-op threads
+    for the duration (small networks train faster on one thread).
+    """
+    import torch
+
+    d3rlpy = import_d3rlpy()
+    py_state, np_state, torch_state = (
+        random.getstate(),
+        np.random.get_state(),
+        torch.get_rng_state(),
+    )
+    old_threads = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        d3rlpy.seed(seed)
+        torch.manual_seed(seed)
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        if threads is not None:
+            torch.set_num_threads(old_threads)
+
+
+def _config(
+    algo: Algo, data: Transitions, batch_size: int, hidden_units: Sequence[int], hyper: dict
+) -> Any:
+    """The d3rlpy config for `algo`: `DEFAULTS` overridden by `hyper`."""
+    d3rlpy = import_d3rlpy()
+    encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=list(hidden_units))
+    params: dict[str, Any] = {
+        **DEFAULTS[algo],
+        "batch_size": batch_size,
+        "observation_scaler": d3rlpy.preprocessing.StandardObservationScaler(),
+    }
+    if algo == "cql":
+        cls = d3rlpy.algos.DiscreteCQLConfig
+        params["encoder_factory"] = encoder
+    else:
+        cls = d3rlpy.algos.IQLConfig
+        for key in ("actor_encoder_factory", "critic_encoder_factory", "value_encoder_factory"):
+            params[key] = encoder
+        lo, hi = float(min(data.buckets)), float(max(data.buckets))
+        if not hi > lo:
+            raise ValueError("iql: buckets must span a range (max > min)")
+        params["action_scaler"] = d3rlpy.preprocessing.MinMaxActionScaler(
+            minimum=np.array([lo]), maximum=np.array([hi])
+        )
+    params.update(hyper)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"{algo}: bad hyperparameters {sorted(hyper)}: {exc}") from exc
+
+
+@dataclass
+class TrainedPolicy:
+    """A trained sizing policy: the d3rlpy learner plus what is needed to read its output.
+
+    Parameters
+    ----------
+    algo : ``"cql"`` or ``"iql"``.
+    learner : the fitted d3rlpy algorithm (`DiscreteCQL` or `IQL`).
+    buckets : the K size multipliers, in action order.
+    obs_dim : the state width d.
+    reward_scale : the factor rewards were multiplied by in training.
+    seed, n_steps, batch_size : how it was trained.
+    hyper : the d3rlpy config overrides passed to `train_policy`.
+    metrics : the last epoch's training losses (for MLflow).
+    """
+
+    algo: Algo
+    learner: Any
+    buckets: tuple[float, ...]
+    obs_dim: int
+    reward_scale: float
+    seed: int
+    n_steps: int
+    batch_size: int
+    hyper: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.buckets)
+
+    def _obs(self, obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float32)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != self.obs_dim:
+            raise ValueError(f"policy: obs must be (N, {self.obs_dim}), got {x.shape}")
+        return x
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy bucket index per state.
+
+        Parameters
+        ----------
+        obs : (N, d) states (a single (d,) state is accepted).
+
+        Returns
+        -------
+        (N,) int64 bucket indices. IQL's continuous multiplier is mapped to the nearest
+        bucket (`nearest_bucket`).
+        """
+        x = self._obs(obs)
+        if x.shape[0] == 0:
+            return np.zeros(0, np.int64)
+        with quiet():
+            out = self.learner.predict(x)
+        if self.algo == "cql":
+            return np.asarray(out, dtype=np.int64).reshape(-1)
+        return nearest_bucket(out, self.buckets)
+
+    def probs(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's action distribution per state: one-hot on the greedy bucket.
+
+        Returns
+        -------
+        (N, K) float64, rows summing to 1 — the target-policy probabilities OPE needs.
+        """
+        a = self.predict(obs)
+        out = np.zeros((a.shape[0], self.n_actions))
+        out[np.arange(a.shape[0]), a] = 1.0
+        return out
+
+    def sizes(self, obs: np.ndarray) -> np.ndarray:
+        """The chosen size multiplier per state, ``buckets[predict(obs)]``."""
+        return np.asarray(self.buckets, dtype=np.float64)[self.predict(obs)]
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """The learned critic's Q(s, bucket) for every bucket, in reward units.
+
+        For IQL the critic is queried at each bucket's multiplier. CQL's values are
+        conservative (pushed down off the logged actions) — diagnostics, not a value estimate;
+        use OPE for that.
+
+        Returns
+        -------
+        (N, K) float64.
+        """
+        x = self._obs(obs)
+        n = x.shape[0]
+        out = np.zeros((n, self.n_actions))
+        if n == 0:
+            return out
+        with quiet():
+            for k, b in enumerate(self.buckets):
+                act = (
+                    np.full(n, k, np.int64)
+                    if self.algo == "cql"
+                    else np.full((n, 1), b, np.float32)
+                )
+                out[:, k] = np.asarray(self.learner.predict_value(x, act), dtype=np.float64)
+        return out / self.reward_scale
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-able description (algo, buckets, shapes, training settings)."""
+        return {
+            "algo": self.algo,
+            "buckets": list(self.buckets),
+            "obs_dim": self.obs_dim,
+            "reward_scale": self.reward_scale,
+            "seed": self.seed,
+            "n_steps": self.n_steps,
+            "batch_size": self.batch_size,
+            "hyper": {k: v for k, v in self.hyper.items() if _jsonable(v)},
+            "metrics": self.metrics,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the policy to `directory` (created if needed).
+
+        Files: ``model.d3`` (the d3rlpy learner, reloadable with `load_policy` for further
+        training or FQE), ``policy.onnx`` (the serving graph, `export.export_onnx`) and
+        ``meta.json`` (`meta`).
+
+        Returns
+        -------
+        The directory.
+        """
+        from trademl.models.offline_rl.export import export_onnx
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        with quiet():
+            self.learner.save(str(out / "model.d3"))
+        export_onnx(self, out / "policy.onnx")
+        (out / "meta.json").write_text(json.dumps(self.meta(), indent=2, sort_keys=True))
+        return out
+
+
+def _jsonable(v: object) -> bool:
+    try:
+        json.dumps(v)
+    except TypeError:
+        return False
+    return True
+
+
+def load_policy(directory: str | Path, *, device: str = "cpu:0") -> TrainedPolicy:
+    """Load a policy written by `TrainedPolicy.save` (its ``model.d3`` and ``meta.json``)."""
+    d3rlpy = import_d3rlpy()
+    src = Path(directory)
+    meta = json.loads((src / "meta.json").read_text())
+    with quiet():
+        learner = d3rlpy.load_learnable(str(src / "model.d3"), device=device)
+    return TrainedPolicy(
+        algo=meta["algo"],
+        learner=learner,
+        buckets=tuple(float(b) for b in meta["buckets"]),
+        obs_dim=int(meta["obs_dim"]),
+        reward_scale=float(meta["reward_scale"]),
+        seed=int(meta["seed"]),
+        n_steps=int(meta["n_steps"]),
+        batch_size=int(meta["batch_size"]),
+        hyper=dict(meta.get("hyper", {})),
+        metrics=dict(meta.get("metrics", {})),
+    )
+
+
+def train_policy(
+    data: Transitions,
+    algo: Algo,
+    *,
+    n_steps: int,
+    batch_size: int,
+    seed: int,
+    device: str = "cpu:0",
+    hidden_units: Sequence[int] = (64, 64),
+    reward_scale: float | Literal["std"] = "std",
+    threads: int | None = None,
+    **hyper: Any,
+) -> TrainedPolicy:
+    """Train a discrete CQL or IQL sizing policy on logged transitions.
+
+    The caller chooses the data: training as of a session must pass only transitions whose
+    reward was known by then.
+
+    Parameters
+    ----------
+    data : logged transitions (see `build_mdp_dataset` for how episodes are read).
+    algo : ``"cql"`` (d3rlpy `DiscreteCQL` over bucket indices) or ``"iql"`` (d3rlpy `IQL` on
+        the continuous bucket multiplier, output mapped to the nearest bucket).
+    n_steps : gradient steps (one epoch).
+    batch_size : mini-batch size.
+    seed : seeds Python, NumPy and torch (restored afterwards): same seed, same data, same
+        device → the same policy.
+    device : ``"cpu:0"`` or ``"cuda:0"``.
+    hidden_units : widths of the MLP encoders (Q-network; IQL actor, critics and value).
+    reward_scale : factor applied to rewards; ``"std"`` = 1 / their standard deviation.
+    threads : torch intra-op threads while training (restored afterwards); None leaves it.
+    **hyper : d3rlpy config fields overriding `DEFAULTS` (e.g. ``alpha``, ``gamma``,
+        ``weight_temp``, ``expectile``, ``learning_rate``).
+
+    Returns
+    -------
+    TrainedPolicy
+    """
+    if algo not in ALGOS:
+        raise ValueError(f"offline RL: algo must be one of {ALGOS}, got {algo!r}")
+    if n_steps <= 0 or batch_size <= 0:
+        raise ValueError("offline RL: n_steps and batch_size must be positive")
+    if data.n == 0:
+        raise ValueError("offline RL: no transitions to train on")
+    for name in ("obs", "next_obs", "reward"):
+        if not np.isfinite(getattr(data, name)).all():
+            raise ValueError(f"offline RL: non-finite values in {name}")
+    if reward_scale == "std":
+        std = float(np.std(data.reward))
+        scale = 1.0 / std if std > 0 else 1.0
+    else:
+        scale = float(reward_scale)
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError("offline RL: reward_scale must be positive")
+    d3rlpy = import_d3rlpy()
+    dataset = build_mdp_dataset(data, algo, reward_scale=scale)
+    config = _config(algo, data, batch_size, hidden_units, hyper)
+    with _seeded(seed, threads), quiet():
+        learner = config.create(device=device)
+        history = learner.fit(
+            dataset,
+            n_steps=n_steps,
+            n_steps_per_epoch=n_steps,
+            logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+            show_progress=False,
+        )
+    metrics = {k: float(v) for k, v in history[-1][1].items()} if history else {}
+    return TrainedPolicy(
+        algo=algo,
+        learner=learner,
+        buckets=tuple(float(b) for b in data.buckets),
+        obs_dim=int(data.obs.shape[1]),
+        reward_scale=scale,
+        seed=seed,
+        n_steps=n_steps,
+        batch_size=batch_size,
+        hyper={"hidden_units": list(hidden_units), **hyper},
+        metrics=metrics,
+    )
