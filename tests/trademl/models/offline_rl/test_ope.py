@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from trademl.models.offline_rl import ope
+from trademl.models.offline_rl import ope, ope_estimators
 from trademl.models.offline_rl.data import Transitions
 
 BUCKETS = (0.0, 0.5, 1.0, 1.5)
@@ -258,8 +258,8 @@ def test_vectorized_bootstrap_equals_explicit_episode_resampling(
     """Each replicate equals the point estimators run on the explicitly resampled episodes,
     self-normalized ones included (ragged episode lengths exercise the padded normalizer),
     whether steps are batched as by default, one per bin, or all in one zero-padded bin."""
-    monkeypatch.setattr(ope, "_BIN_PAD", pad)
-    monkeypatch.setattr(ope, "_BIN_STEPS", steps)
+    monkeypatch.setattr(ope_estimators, "_BIN_PAD", pad)
+    monkeypatch.setattr(ope_estimators, "_BIN_STEPS", steps)
     rng = np.random.default_rng(5)
     lengths = rng.integers(1, 12, 15)
     ep = np.repeat(np.arange(15) * 10 + 3, lengths)
@@ -447,3 +447,20 @@ def test_nan_fails_closed(logged: Transitions) -> None:
     assert ope.ope_gate(nan_ess, margin=0.05)[0]
     passed, failed = ope.ope_gate(nan_ess, margin=0.05, min_ess=10)
     assert not passed and set(failed) == {"ess"}
+
+
+def test_unconverged_fqe_is_reported_not_trusted(logged: Transitions) -> None:
+    """An FQE stopped early is no estimate (NaN); DR keeps using its Q as a control variate,
+    which leaves DR unbiased, so the DR interval still exists. The flat metrics carry it all."""
+    better = _softmax_policy(3.0)
+    report = ope.evaluate(
+        logged, better(logged.obs), better(logged.next_obs), gamma=0.9, n_boot=50, fqe_iter=2
+    )
+    assert not report.fqe_converged and report.fqe_iterations == 2
+    assert math.isnan(report.estimates["fqe"].estimate)
+    assert math.isnan(report.estimates["fqe"].lower)
+    assert np.isfinite([report.estimates["dr"].estimate, report.estimates["dr"].lower]).all()
+    m = report.metrics()
+    assert m["ope_dr_lo"] == report.estimates["dr"].lower
+    assert m["ope_behaviour"] == report.behaviour.estimate
+    assert math.isnan(m["ope_fqe"]) and m["ope_n_episodes"] == 6000
