@@ -2,6 +2,7 @@
 
     python -m benchmarks.offline_rl_bench ope [--quick]   # OPE report with 1,000 resamples
     python -m benchmarks.offline_rl_bench fqe [--quick]   # Fitted Q Evaluation throughput
+    python -m benchmarks.offline_rl_bench cql [--quick]   # CQL training throughput (d3rlpy)
     python -m benchmarks.offline_rl_bench all [--quick]
 
 `ope`: wall seconds of `ope.evaluate` (FQE fit + every estimator + 1,000 episode-bootstrap
@@ -185,9 +186,54 @@ def fqe(quick: bool) -> list[dict]:
     ]
 
 
+def cql(quick: bool) -> list[dict[str, Any]]:
+    """Discrete CQL (d3rlpy, CPU, one thread) on 1 M logged transitions: building the dataset,
+    then gradient steps of 256 sampled transitions; transitions sampled per second."""
+    from trademl.models.offline_rl.algos import build_mdp_dataset, train_policy
+    from trademl.models.offline_rl.data import Transitions
+
+    n, steps = (50_000, 200) if quick else (1_000_000, 2_000)
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((n, N_FEATURES)).astype(np.float32)
+    done = np.zeros(n, bool)
+    done[49::50] = True
+    k = len(BUCKETS)
+    probs = np.full((n, k), 0.125)
+    probs[:, 2] = 0.625
+    data = Transitions(
+        obs=obs,
+        action=rng.integers(0, k, n),
+        reward=rng.standard_normal(n),
+        next_obs=np.where(done[:, None], 0, np.roll(obs, -1, axis=0)).astype(np.float32),
+        done=done,
+        episode=np.arange(n) // 50,
+        step=np.arange(n) % 50,
+        behaviour_probs=probs,
+        buckets=BUCKETS,
+    )
+    t0 = time.perf_counter()
+    build_mdp_dataset(data, "cql")
+    built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    train_policy(data, "cql", n_steps=steps, batch_size=256, seed=0, threads=1)
+    wall = time.perf_counter() - t0
+    return [
+        {
+            "name": "cql_train_throughput",
+            "value": round(steps * 256 / wall),
+            "unit": "transitions/s",
+            "gradient_steps_per_s": round(steps / wall, 1),
+            "dataset_transitions": n,
+            "dataset_build_s": round(built, 2),
+            "wall_s": round(wall, 2),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        }
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.offline_rl_bench", description=__doc__)
-    p.add_argument("case", choices=["ope", "fqe", "all"])
+    p.add_argument("case", choices=["ope", "fqe", "cql", "all"])
     p.add_argument("--quick", action="store_true")
     a = p.parse_args(argv)
     lines: list[dict] = []
@@ -195,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += ope(a.quick)
     if a.case in ("fqe", "all"):
         lines += fqe(a.quick)
+    if a.case in ("cql", "all"):
+        lines += cql(a.quick)
     for line in lines:
         if a.quick:
             line["mode"] = "quick"

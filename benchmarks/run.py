@@ -269,6 +269,21 @@ def main(argv: list[str] | None = None) -> int:
             module="benchmarks.stacker_bench",
         )
     )
+    cases.append(
+        Case(
+            ["all", *(["--quick"] if args.quick else [])],
+            [
+                "ope_bootstrap_1m",
+                "ope_bootstrap_1m_long",
+                "ope_bootstrap_1m_bandit",
+                "fqe_throughput",
+                "fqe_generic_iter_throughput",
+                "cql_train_throughput",
+            ],
+            args.timeout,
+            module="benchmarks.offline_rl_bench",
+        )
+    )
     cli = "100x3y" if args.quick else "3000x20y"
     cases.append(
         Case(

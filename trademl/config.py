@@ -440,6 +440,9 @@ class OfflineRLConfig(_Strict):
     #: Sessions of logged trajectories a policy as of d learns from and is judged on.
     train_sessions: int = Field(504, ge=20)
     algo: Literal["cql", "iql"] = "cql"
+    #: CQL's conservatism on rewards scaled so the largest is `reward_headroom`.
+    cql_alpha: float = Field(0.01, ge=0.0)
+    reward_headroom: float = Field(2.5, gt=0.0)
     n_steps: int = Field(3000, ge=10)
     batch_size: int = Field(256, ge=8)
     gamma: float = Field(0.9, ge=0.0, lt=1.0)

@@ -155,4 +155,6 @@ def offline_rl_params(s: Settings) -> OfflineRLParams:
         margin=o.promotion.margin,
         min_improvement_t=o.promotion.min_improvement_t,
         seed=o.seed,
+        cql_alpha=o.cql_alpha,
+        reward_headroom=o.reward_headroom,
     )

@@ -18,9 +18,9 @@ from resources.lake import MISSING_OK
 from resources.settings import SettingsResource
 from trademl.config import Settings
 from trademl.models.offline_rl.env import STATE
-from trademl.models.offline_rl.pipeline import judge, split_log
+from trademl.models.offline_rl.pipeline import fit_policy, judge, split_log
 from trademl.models.offline_rl.promotion import decide
-from trademl.models.offline_rl.trajectories import logged_book, serving_states, to_transitions
+from trademl.models.offline_rl.trajectories import logged_book, serving_states
 from trademl.models.sleeve import NotTrainable, Trained
 from trademl.params import offline_rl_params, reward_config
 from trademl_assets.metadata import frame_metadata
@@ -95,7 +95,6 @@ def train_offline_rl(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log
     """Discrete CQL (or IQL) on the trajectories whose reward was known by `as_of`, judged on
     the latest logged sessions by OPE and by a replay against the traded book — the ONNX graph
     that will serve is the policy judged."""
-    from trademl.models.offline_rl.algos import train_policy
     from trademl.models.offline_rl.export import export_onnx
     from trademl.models.offline_rl.serving import OnnxBucketPolicy
 
@@ -110,16 +109,7 @@ def train_offline_rl(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log
     cfg, params = reward_config(s), offline_rl_params(s)
     train, test = split_log(logged, test_frac=params.test_frac, lag=s.backtest.execution_lag)
     device = "cuda:0" if s.env == "gpu" and _cuda() else "cpu:0"
-    policy = train_policy(
-        to_transitions(train, cfg.buckets),
-        params.algo,
-        n_steps=params.n_steps,
-        batch_size=params.batch_size,
-        seed=params.seed,
-        device=device,
-        threads=1,
-        gamma=params.gamma,
-    )
+    policy = fit_policy(train, cfg, params, device=device)
     onnx = export_onnx(policy)
     served = OnnxBucketPolicy(onnx, cfg.buckets)
     judged = judge(served.actions, served.probs, test, cfg, params)

@@ -26,7 +26,7 @@ from trademl.models.offline_rl.ope import OPEReport, evaluate
 from trademl.models.offline_rl.promotion import decide
 from trademl.models.offline_rl.trajectories import to_transitions
 
-__all__ = ["Judged", "OfflineRLParams", "judge", "split_log"]
+__all__ = ["Judged", "OfflineRLParams", "fit_policy", "judge", "split_log"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,12 @@ class OfflineRLParams:
     margin: float = 0.0
     min_improvement_t: float = 2.0
     seed: int = 0
+    #: CQL's conservatism (its penalty on actions the log rarely took) on scaled rewards.
+    cql_alpha: float = 0.01
+    #: Rewards are scaled so the largest |reward| is this: TD errors stay mostly inside the
+    #: Huber loss's quadratic region, so Q estimates means — the loss penalty skews rewards,
+    #: and a Huber fit in its linear region would learn medians and miss the tail it prices.
+    reward_headroom: float = 2.5
 
 
 @dataclass
@@ -73,6 +79,31 @@ def split_log(
     test = log.filter(pl.col("session") >= first_test)
     train = log.filter((pl.col("session") < first_test) & (pl.col("known") < first_test))
     return _renumber(train), _renumber(test)
+
+
+def fit_policy(
+    train: pl.DataFrame, cfg: RewardConfig, params: OfflineRLParams, *, device: str = "cpu:0"
+) -> Any:
+    """CQL / IQL (d3rlpy, the `rl` extra) on the training log, rewards scaled by
+    `reward_headroom`; returns the trained policy (export it with `export.export_onnx`)."""
+    from trademl.models.offline_rl.algos import train_policy
+
+    data = to_transitions(train, cfg.buckets)
+    peak = float(np.abs(data.reward).max()) if data.n else 0.0
+    hyper: dict[str, Any] = {"gamma": params.gamma}
+    if params.algo == "cql":
+        hyper["alpha"] = params.cql_alpha
+    return train_policy(
+        data,
+        params.algo,
+        n_steps=params.n_steps,
+        batch_size=params.batch_size,
+        seed=params.seed,
+        device=device,
+        threads=1,
+        reward_scale=params.reward_headroom / peak if peak > 0 else 1.0,
+        **hyper,
+    )
 
 
 def judge(

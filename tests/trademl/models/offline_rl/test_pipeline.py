@@ -5,6 +5,7 @@ baseline itself are refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -101,15 +102,13 @@ def test_cql_learns_the_known_sizing_and_the_gate_promotes_its_onnx_policy():
     """End to end on the log: CQL trained on the earlier sessions, exported to ONNX, judged on
     the later ones — it sizes volatile names down, OPE ranks it above the behaviour policy
     and the replay above the traded book, so the gate promotes the graph that will serve."""
-    from trademl.models.offline_rl.algos import train_policy
     from trademl.models.offline_rl.export import export_onnx
+    from trademl.models.offline_rl.pipeline import fit_policy
     from trademl.models.offline_rl.serving import OnnxBucketPolicy
     from trademl.models.offline_rl.trajectories import to_transitions
 
     train, test = split_log(known_sizing_log(), test_frac=PARAMS.test_frac, lag=1)
-    policy = train_policy(
-        to_transitions(train, CFG.buckets), "cql", n_steps=1500, batch_size=256, seed=0, threads=1
-    )
+    policy = fit_policy(train, CFG, dataclasses.replace(PARAMS, n_steps=1500))
     served = OnnxBucketPolicy(export_onnx(policy), CFG.buckets)
     judged = judge(served.actions, served.probs, test, CFG, PARAMS)
     assert judged.decision.promote, judged.decision.summary()
