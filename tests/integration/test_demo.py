@@ -42,6 +42,7 @@ stacker: {{sleeves: [equities_lgbm, equities_catboost], promotion: {stacker}}}
 forecasts: {{train_sessions: 60, input_size: 16, max_steps: 10, hidden_size: 16,
             nhits_mlp_units: 16, windows_batch_size: 32, vol_window: 5, trend_window: 5}}
 policy: {{train_sessions: 60, epochs: 3, batch_size: 512, hidden: [8], patience: 1}}
+offline_rl: {{train_sessions: 60, n_steps: 300, n_boot: 200}}
 backtest: {{sessions: 60}}
 """
 RELAXED = "{min_path_sharpe: 0.0, max_drawdown: 1.0, min_dsr: 0.0, max_pbo: 1.0}"
@@ -97,6 +98,12 @@ def test_planted_market_promotes_sleeves_and_the_stacker_and_trades_its_book(tmp
     assert summary["blotter_rows"] == orders["count"]
     assert "come from models that earned their place" in summary["verdict"]
     assert summary["verdict"] in out
+    # the offline RL sizing policy was trained on the logged book and judged by OPE: the
+    # verdict with its interval is printed, promoted or not
+    rl = sleeves["offline_rl"]
+    assert rl["version"] is not None and rl["ope_dr_lo"] <= rl["ope_dr"] <= rl["ope_dr_hi"]
+    assert f"Offline RL sizing v{rl['version']}: doubly robust value" in out
+    assert rl["why"] in out
     md = Path(summary["report"]).read_text()
     assert "Served by **stacker**" in md and "stacker v1" in md
     assert "Champion vs challengers" in md
