@@ -233,6 +233,24 @@ class MlflowResource(dg.ConfigurableResource):
     tracking_uri: str
     registry_uri: str | None = None
     experiment: str = "trademl"
+    #: The MLflow and Dagster UIs' addresses, for links between assets and runs (both ways).
+    ui_url: str = "http://127.0.0.1:5000"
+    dagster_url: str = "http://127.0.0.1:3000"
+
+    def run_url(self, run_id: str) -> str:
+        """The MLflow UI page of a run."""
+        experiment_id = self.client().get_run(run_id).info.experiment_id
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, name: str, version: str | int) -> str:
+        """The MLflow UI page of a registered model version."""
+        return f"{self.ui_url.rstrip('/')}/#/models/{name}/versions/{version}"
+
+    def asset_url(self, asset: str, partition: str | None) -> str:
+        """The Dagster UI page of an asset (at a partition)."""
+        first = asset.split(",")[0]
+        url = f"{self.dagster_url.rstrip('/')}/assets/{first}"
+        return f"{url}?partition={partition}" if partition else url
 
     def client(self) -> MlflowClient:
         """A client bound to the configured stores (never to process-global MLflow state)."""
@@ -306,6 +324,7 @@ class MlflowResource(dg.ConfigurableResource):
         )
         if partition is not None:
             run_tags["dagster.partition"] = partition
+        run_tags["dagster.asset_url"] = self.asset_url(asset, partition)
         default_name = asset if partition is None else f"{asset}@{partition}"
         client = self.client()
         experiment_id = self._experiment_id(client)

@@ -466,6 +466,10 @@ class MlflowConfig(_Strict):
     tracking_uri: str | None = None
     registry_uri: str | None = None
     experiment: str = "trademl"
+    #: Where people open the MLflow UI (`make mlflow`) and the Dagster UI (`make dev`): the
+    #: links between a model asset and its MLflow run / version, both ways.
+    ui_url: str = "http://127.0.0.1:5000"
+    dagster_url: str = "http://127.0.0.1:3000"
 
 
 class StorageConfig(_Strict):

@@ -256,6 +256,11 @@ def _run_training(
         "verdict": str(last["verdict"]),
         **{k: dg.MetadataValue.float(as_float(last[k])) for k in spec.row_metrics},
     }
+    if last["run_id"]:  # both ways: the asset links to its MLflow run and registered version
+        meta["mlflow_run"] = dg.MetadataValue.url(mlflow.run_url(str(last["run_id"])))
+        meta["mlflow_model_version"] = dg.MetadataValue.url(
+            mlflow.version_url(spec.name, last["version"])
+        )
     meta |= {
         name.split("/")[-1].removesuffix(".png"): figure_metadata(fig)
         for name, fig in list(figures.items())[:2]

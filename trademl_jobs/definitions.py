@@ -82,6 +82,8 @@ def resources_for(settings: Settings) -> dict[str, object]:
             tracking_uri=settings.mlflow_tracking_uri,
             registry_uri=settings.mlflow.registry_uri,
             experiment=settings.mlflow.experiment,
+            ui_url=settings.mlflow.ui_url,
+            dagster_url=settings.mlflow.dagster_url,
         ),
     }
 

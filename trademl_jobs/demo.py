@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         stacked = _run(alpha, instance, [latest], stacker) if stacker else None
         _run(daily, instance, [latest], [*scores, *book])
         sizing = defs.resolve_job_def("sizing_train")
-        _run(sizing, instance, served, ["rl_trajectories"])  # the offline RL log of the book
+        _run(daily, instance, served, ["rl_trajectories"])  # the offline RL log of the book
         sized = _run(
             sizing,
             instance,

@@ -6,7 +6,8 @@ from trademl_assets.partitions import CALENDAR, SESSIONS
 from trademl_assets.registry import ALPHA, SIZING, STACKER
 
 #: What a session needs every day: data, features, labels, every sleeve champion's scores,
-#: the router, the book (target and sized weights), the shadow books and the backtest.
+#: the router, the book (target and sized weights), the shadow books, the backtest and the
+#: offline RL log of the rewards that became known (every session, so the log has no gaps).
 DAILY_SELECTION = dg.AssetSelection.groups("data", "features") | dg.AssetSelection.assets(
     *[sp.scores_key for sp in ALPHA],
     "alpha_scores",
@@ -15,6 +16,7 @@ DAILY_SELECTION = dg.AssetSelection.groups("data", "features") | dg.AssetSelecti
     "shadow_weights",
     "shadow_books",
     "backtest",
+    "rl_trajectories",
 )
 #: Every alpha sleeve (and the OOS signals the forecasts sleeve is judged on), then the
 #: stacker over the sleeves that passed: train → gate → champion, as of one session.
@@ -24,7 +26,7 @@ ALPHA_TRAIN_SELECTION = dg.AssetSelection.assets(
     *([STACKER.model_key, STACKER.champion_key] if STACKER else []),
 )
 SIZING_TRAIN_SELECTION = dg.AssetSelection.assets(
-    "rl_trajectories", *[k for sp in SIZING for k in (sp.model_key, sp.champion_key)]
+    *[k for sp in SIZING for k in (sp.model_key, sp.champion_key)]
 )
 
 daily_job = dg.define_asset_job(
@@ -32,8 +34,8 @@ daily_job = dg.define_asset_job(
     selection=DAILY_SELECTION,
     partitions_def=SESSIONS,
     description="Bars, QC, features, labels, champion scores, the served alpha, target and "
-    "sized weights, shadow books and the trailing backtest of one session (or a range: a "
-    "single-run backfill).",
+    "sized weights, shadow books, the trailing backtest and the offline RL log of one "
+    "session (or a range: a single-run backfill).",
 )
 
 alpha_train_job = dg.define_asset_job(
@@ -49,8 +51,8 @@ sizing_train_job = dg.define_asset_job(
     selection=SIZING_TRAIN_SELECTION,
     partitions_def=SESSIONS,
     description="The sizing policies as of a session, trained on the book's history and "
-    "judged sized vs unsized on later sessions; and the offline-RL trajectory log of the "
-    "session's newly known rewards.",
+    "judged sized vs unsized on later sessions (the offline RL policy on its logged "
+    "trajectories, by off-policy evaluation and a replay).",
 )
 
 trade_job = dg.define_asset_job(

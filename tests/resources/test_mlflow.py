@@ -271,6 +271,10 @@ def test_dagster_asset_run_is_tracked(res: MlflowResource) -> None:
     assert got.data.tags["dagster.run_id"] == result.run_id
     assert got.data.tags["dagster.partition"] == "BBB"
     assert got.data.tags["dagster.asset"] == "research/scored"
+    # the run links back to the asset's page in the Dagster UI
+    assert got.data.tags["dagster.asset_url"] == (
+        "http://127.0.0.1:3000/assets/research/scored?partition=BBB"
+    )
     assert got.data.tags["data.fingerprint"] == data_fingerprint(frame)
     assert got.data.metrics["rows"] == 2
 

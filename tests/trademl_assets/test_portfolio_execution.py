@@ -299,6 +299,20 @@ def test_the_offline_rl_sleeve_trains_judges_and_sizes_from_the_log(env: Env) ->
         assert row[k] is not None and np.isfinite(row[k]), k
     assert row["ope_dr_lo"] <= row["ope_dr"] <= row["ope_dr_hi"]
     assert row["verdict"]  # promoted or not, it says why
+    # the model asset links to its MLflow run and registered version (and back: tag above)
+    (mat,) = [
+        e.materialization
+        for e in r.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "offline_rl_policy"
+    ]
+    run_url = mat.metadata["mlflow_run"].value
+    assert run_url.startswith("http://127.0.0.1:5000/#/experiments/")
+    assert run_url.endswith(f"/runs/{row['run_id']}")
+    assert mat.metadata["mlflow_model_version"].value.endswith(
+        f"/#/models/offline_rl/versions/{row['version']}"
+    )
+    tags = env.resources["mlflow"].client().get_run(row["run_id"]).data.tags
+    assert tags["dagster.asset_url"].endswith(f"?partition={LATEST}")
     checks = {e.check_name: e for e in r.get_asset_check_evaluations()}
     assert checks and all(e.metadata for e in checks.values())
     # the served sizer: load the registered ONNX policy and size today's book with it
