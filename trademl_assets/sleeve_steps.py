@@ -2,6 +2,7 @@
 schema, the champion a snapshot faces, logging a `Trained` to MLflow, and the gate's check."""
 
 import datetime as dt
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -12,7 +13,9 @@ import dagster as dg
 import polars as pl
 
 from resources.mlflow import MlflowResource
+from trademl.config import Settings
 from trademl.models.sleeve import Trained
+from trademl.provenance import UNKNOWN_SHA, data_fingerprint, git_sha
 
 GATE = "promotion_gate"
 
@@ -31,8 +34,38 @@ def model_row_schema(row_metrics: tuple[str, ...]) -> dict[str, pl.DataType]:
         "n_trials": pl.Int64(),
         "verdict": pl.String(),
         "info": pl.String(),
+        "training_key": pl.String(),
         **{k: pl.Float64() for k in row_metrics},
     }
+
+
+def training_key(
+    spec_name: str, as_of: dt.date, s: Settings, input_prints: Mapping[str, str]
+) -> str | None:
+    """What makes a training reproducible: the sleeve, the session, the resolved settings
+    (the home aside: a copied home is the same config), the code version and the inputs'
+    content. None when the code version is unknown (no git, no TRADEML_GIT_SHA): then
+    nothing can be proven identical, and the sleeve trains."""
+    code = git_sha()
+    if code == UNKNOWN_SHA:
+        return None
+    blob = json.dumps(
+        {
+            "sleeve": spec_name,
+            "as_of": str(as_of),
+            "code": code,
+            "settings": s.model_dump(mode="json", exclude={"home"}),
+            "inputs": dict(sorted(input_prints.items())),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def input_prints(inputs: Mapping[str, Any]) -> dict[str, str]:
+    """The content fingerprint of every input frame a training reads."""
+    return {name: data_fingerprint(frame) for name, frame in inputs.items()}
 
 
 def champion_metrics(

@@ -48,8 +48,10 @@ from trademl_assets.sleeve_steps import (
     as_json,
     champion_metrics,
     gate_result,
+    input_prints,
     log_trained,
     model_row_schema,
+    training_key,
 )
 
 ROLES = ("champion", "challenger")
@@ -162,6 +164,9 @@ def _run_training(
     passed: list[tuple[dt.date, dict]] = []
     rows, oofs, verdicts, figures = [], [], [], {}
     needed = spec.min_shadow(s)
+    prints = input_prints(inputs)
+    previous = model_rows(lake, spec.model_key)
+    cached: list[str] = []
     for as_of in sessions_of(context.partition_keys):
         if needed:  # a held challenger with its shadow record is promoted first
             registered = pl.concat(
@@ -177,6 +182,19 @@ def _run_training(
                 rows.append(proven)
                 metrics = mlflow.client().get_run(proven["run_id"]).data.metrics
                 passed.append((as_of, dict(metrics)))
+        key = training_key(spec.name, as_of, s, prints)
+        same = _same_training(previous, as_of, key)
+        if same is not None:  # identical inputs, settings and code: the registered version
+            context.log.info(f"{spec.name} as of {as_of}: v{same['version']} (cached)")
+            cached.append(str(same["version"]))
+            rows.append(dict(same))  # the same row: same version, verdict and metrics
+            if same["passed_gate"]:
+                metrics = mlflow.client().get_run(same["run_id"]).data.metrics
+                passed.append((as_of, dict(metrics)))
+            verdicts.append((as_of, f"{same['verdict']} (cached)", {}))
+            if spec.kind == "alpha" and str(as_of) in lake.partitions(spec.oof_key):
+                oofs.append(lake.scan(spec.oof_key, [str(as_of)]).collect())
+            continue
         try:
             trained = spec.train(inputs, as_of, s, context.log.info)
         except NotTrainable as why:
@@ -233,6 +251,7 @@ def _run_training(
                 "n_trials": trained.n_trials,
                 "verdict": verdict,
                 "info": as_json(trained.info),
+                "training_key": key,
                 **{k: as_float(trained.metrics.get(k)) for k in spec.row_metrics},
             }
         )
@@ -254,6 +273,8 @@ def _run_training(
         "version": str(last["version"]),
         "passed_gate": bool(last["passed_gate"]),
         "verdict": str(last["verdict"]),
+        # re-materialized with identical inputs, settings and code: no new training or version
+        "cached": bool(cached),
         **{k: dg.MetadataValue.float(as_float(last[k])) for k in spec.row_metrics},
     }
     if last["run_id"]:  # both ways: the asset links to its MLflow run and registered version
@@ -278,6 +299,18 @@ def _run_training(
             metadata=frame_metadata(frame, len(context.partition_keys)),
         )
     yield gate_result(spec.model_key, verdicts)
+
+
+def _same_training(previous: pl.DataFrame, as_of: dt.date, key: str | None) -> dict | None:
+    """The registered snapshot of `as_of` trained from the same `key`, if any."""
+    if key is None or "training_key" not in previous.columns:
+        return None
+    hit = previous.filter(
+        (pl.col("date") == as_of)
+        & (pl.col("training_key") == key)
+        & pl.col("version").is_not_null()
+    )
+    return hit.row(-1, named=True) if hit.height else None
 
 
 def champion_asset(spec: SleeveSpec) -> dg.AssetsDefinition:

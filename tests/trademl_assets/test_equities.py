@@ -241,3 +241,49 @@ def test_a_required_shadow_record_holds_a_passing_challenger_until_it_has_traded
     assert tags.get("promotion.verdict", "").endswith("promoted")
     history = lake.scan("equities_lgbm_champion", [third]).collect()
     assert history.get_column("version").to_list() == [newer["version"]]
+
+
+def test_retraining_identical_inputs_returns_the_registered_version(env):
+    """Re-materializing a training partition with the same inputs, settings and code returns
+    the registered version (`cached`, no new MLflow run or version); a changed setting or
+    changed input data trains a new one."""
+    base, home = env
+    mlflow = base["mlflow"]
+    lake = Lake(home / "lake")
+    as_of = KEYS[-3]
+
+    def versions() -> int:
+        return len(mlflow.client().search_model_versions("name='equities_lgbm'"))
+
+    first = _run(base, home, [as_of], MODEL, LENIENT)
+    assert first.success
+    row = lake.scan("equities_lgbm_model", [as_of]).collect().row(0, named=True)
+    n, runs = versions(), len(mlflow.client().search_runs([mlflow._experiment_id(mlflow.client())]))
+    oof = lake.scan("equities_lgbm_oof", [as_of]).collect()
+
+    again = _run(base, home, [as_of], MODEL, LENIENT)
+    assert again.success
+    meta = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in again.get_asset_materialization_events()
+    }
+    assert meta["equities_lgbm_model"]["cached"].value is True
+    assert versions() == n  # no new version
+    assert len(mlflow.client().search_runs([mlflow._experiment_id(mlflow.client())])) == runs
+    assert lake.scan("equities_lgbm_model", [as_of]).collect().row(0, named=True) == row
+    assert lake.scan("equities_lgbm_oof", [as_of]).collect().equals(oof)
+
+    changed = TRAIN.replace("n_estimators: 40", "n_estimators: 41")
+    other = _run(base, home, [as_of], MODEL, LENIENT, cfg_text=changed)
+    assert other.success and versions() == n + 1  # a changed setting trains a new version
+    assert not {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in other.get_asset_materialization_events()
+    }["equities_lgbm_model"]["cached"].value
+    # changed input data (one label restated inside the training window) trains a new one
+    day = KEYS[-20]
+    labels_day = lake.scan("labels", [day]).collect()
+    restated = labels_day.with_columns(pl.col("value") * 1.01)
+    lake.write_partitions("labels", restated, [day], "t1")
+    moved = _run(base, home, [as_of], MODEL, LENIENT, cfg_text=changed)
+    assert moved.success and versions() == n + 2
