@@ -9,14 +9,17 @@ from trademl.config import CONFIG_DIR, Settings, load_settings
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Create DAGSTER_HOME (default $TRADEML_HOME/dagster) and its dagster.yaml if missing."""
+    """Create DAGSTER_HOME (default $TRADEML_HOME/dagster) and (re)write its dagster.yaml from
+    the deployment's template for the home in force: a moved or copied TRADEML_HOME gets an
+    instance file pointing at itself, never at the home it was copied from."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
-    if not target.exists():
-        template = (CONFIG_DIR / f"dagster.{settings.env}.yaml").read_text()
+    template = (CONFIG_DIR / f"dagster.{settings.env}.yaml").read_text()
+    text = template.replace("${TRADEML_HOME}", str(Path(settings.home).resolve()))
+    if not target.exists() or target.read_text() != text:
         tmp = target.with_suffix(".yaml.tmp")
-        tmp.write_text(template.replace("${TRADEML_HOME}", str(settings.home)))
+        tmp.write_text(text)
         tmp.replace(target)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

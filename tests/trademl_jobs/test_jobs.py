@@ -53,3 +53,25 @@ def test_executor_wiring_per_deployment():
     assert executor_for("gpu").name == "multiprocess"
     with pytest.raises(RuntimeError, match="dagster-k8s"):
         executor_for("prod")
+
+
+def test_a_copied_home_gets_an_instance_file_pointing_at_itself(tmp_path, monkeypatch):
+    """dagster.yaml is rewritten for the home in force: a copy of a home never keeps writing
+    into the original's storage."""
+    import shutil
+
+    from trademl.config import load_settings
+    from trademl_jobs.instance import ensure_dagster_home
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    first = tmp_path / "first"
+    monkeypatch.setenv("TRADEML_HOME", str(first))
+    ensure_dagster_home(load_settings())
+    assert f"{first}/dagster/storage" in (first / "dagster" / "dagster.yaml").read_text()
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    monkeypatch.setenv("TRADEML_HOME", str(copy))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    ensure_dagster_home(load_settings())
+    text = (copy / "dagster" / "dagster.yaml").read_text()
+    assert f"{copy}/dagster/storage" in text and str(first) not in text
