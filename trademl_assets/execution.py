@@ -43,6 +43,11 @@ ORDER_COLUMNS = {
 }
 
 
+#: Broker calls can fail for a moment (network, rate limits): retry the step; submission is
+#: idempotent (deterministic client_order_id), so a retry never double-submits.
+BROKER_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+
 def broker_dir(s: Settings) -> str:
     """Where the broker's records (dry-run ledger, submission journal) and blotters live."""
     return str(s.home / "broker")
@@ -83,6 +88,7 @@ def _session_times(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
 @dg.asset(
     partitions_def=SESSIONS,
     backfill_policy=PER_SESSION,
+    retry_policy=BROKER_RETRY,
     group_name="execution",
     io_manager_key="lake",
     ins={"features": dg.AssetIn(partition_mapping=DRIFT_LOOKBACK)},
@@ -218,6 +224,7 @@ def _orders_output(
 @dg.asset(
     partitions_def=SESSIONS,
     backfill_policy=PER_SESSION,
+    retry_policy=BROKER_RETRY,
     group_name="execution",
     io_manager_key="lake",
     metadata={"partition_column": "date"},

@@ -75,3 +75,40 @@ def test_a_copied_home_gets_an_instance_file_pointing_at_itself(tmp_path, monkey
     ensure_dagster_home(load_settings())
     text = (copy / "dagster" / "dagster.yaml").read_text()
     assert f"{copy}/dagster/storage" in text and str(first) not in text
+
+
+@pytest.mark.parametrize("env", ["local", "gpu", "prod"])
+def test_every_deployments_instance_file_validates_offline(tmp_path, env):
+    """The dagster.yaml each deployment writes passes Dagster's own schema (a misspelled key
+    fails here, not on a host); the local and gpu ones name our batched sqlite storage and
+    the gpu one limits the `gpu` pool to one step at a time."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    from trademl.config import CONFIG_DIR
+
+    text = (CONFIG_DIR / f"dagster.{env}.yaml").read_text()
+    (tmp_path / "dagster.yaml").write_text(text.replace("${TRADEML_HOME}", str(tmp_path)))
+    config, _ = dagster_instance_config(str(tmp_path))
+    if env in ("local", "gpu"):
+        assert config["storage"]["custom"]["class"] == "BatchedSqliteStorage"
+    if env == "gpu":
+        assert config["concurrency"]["pools"]["default_limit"] == 1
+    bad = text.replace("storage:", "storrage:", 1)
+    (tmp_path / "dagster.yaml").write_text(bad.replace("${TRADEML_HOME}", str(tmp_path)))
+    with pytest.raises(Exception, match="storrage"):
+        dagster_instance_config(str(tmp_path))
+
+
+def test_broker_steps_retry_and_training_steps_do_not():
+    """Orders and the blotter talk to a broker and retry (idempotent submission); a GPU
+    training step never retries (a failure there is an error to read, not a blip)."""
+    from trademl_assets.registry import ALPHA, SIZING
+    from trademl_jobs.definitions import defs
+
+    def policy(key: str) -> dg.RetryPolicy | None:
+        return defs.resolve_assets_def(dg.AssetKey(key)).op.retry_policy
+
+    for key in ("orders", "blotter"):
+        assert policy(key) is not None and policy(key).max_retries == 2, key
+    for sp in [*ALPHA, *SIZING]:
+        assert policy(sp.model_key) is None, sp.model_key
