@@ -5,13 +5,8 @@ Training only: d3rlpy (the optional ``rl`` extra) is imported lazily, inside the
 that need it, so importing this module stays cheap and the core install does not need it.
 Serving runs the exported ONNX graph (`export.export_onnx`, `serving.OnnxBucketPolicy`).
 
-d3rlpy is noisy in ways that must not reach asset logs: importing it imports the legacy
-``gym`` package, which prints an "unmaintained / NumPy 2" notice to stderr; it configures
-structlog globally and logs every fit ("dataset info", "Parameters", per-epoch metrics) to
-stdout; and torch / gym raise deprecation warnings. `import_d3rlpy` imports it with stderr and
-warnings captured, restores the caller's structlog configuration, and points d3rlpy's loggers
-at a DEBUG-level stdlib logger (``trademl.models.offline_rl.d3rlpy``); training and export
-run under `quiet` (warnings suppressed).
+d3rlpy is noisy in ways that must not reach asset logs: it is imported and run through
+`quiet_d3rlpy` (stderr and warnings captured, its loggers pointed at DEBUG).
 
 Algorithms
 ----------
@@ -38,11 +33,9 @@ reward); `TrainedPolicy.q_values` divides it back out. Observations are standard
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import random
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +44,12 @@ from typing import Any, Literal
 import numpy as np
 
 from trademl.models.offline_rl.data import Transitions
+from trademl.models.offline_rl.mdp_dataset import (
+    Algo,
+    build_mdp_dataset,
+    nearest_bucket,
+)
+from trademl.models.offline_rl.quiet_d3rlpy import import_d3rlpy, quiet
 
 __all__ = [
     "ALGOS",
@@ -64,7 +63,7 @@ __all__ = [
     "train_policy",
 ]
 
-Algo = Literal["cql", "iql"]
+
 ALGOS: tuple[str, ...] = ("cql", "iql")
 
 #: Per-algorithm config defaults (d3rlpy config fields), tuned on standardized rewards for
@@ -89,177 +88,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _LOG = logging.getLogger(__name__)
-_D3_LOG = logging.getLogger("trademl.models.offline_rl.d3rlpy")
-_D3RLPY: Any = None
-
-
-class _DebugLog:
-    """Stand-in for d3rlpy's structlog ``LOG``: every call becomes one stdlib DEBUG record.
-
-    d3rlpy logs through a module-level structlog logger configured to print coloured lines
-    to stdout; replacing it keeps training quiet while leaving the events reachable by
-    enabling DEBUG on ``trademl.models.offline_rl.d3rlpy``.
-    """
-
-    def __getattr__(self, level: str) -> Any:
-        def log(event: object = "", *args: object, **kw: object) -> None:
-            if _D3_LOG.isEnabledFor(logging.DEBUG):
-                _D3_LOG.debug("d3rlpy %s: %s %s", level, event, kw or "")
-
-        return log
-
-    def bind(self, **kw: object) -> _DebugLog:
-        return self
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Suppress warnings (NumPy 2 / gym / torch deprecations) raised by d3rlpy and torch.
-
-    Used around d3rlpy training, saving and TorchScript / ONNX export, never around project
-    code, so the project's own warnings still surface.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def import_d3rlpy() -> Any:
-    """Import d3rlpy once, quietly, and silence its loggers — the one way project code
-    should import it (FQE in `ope` included), so no asset log sees its noise.
-
-    Returns
-    -------
-    module
-        The ``d3rlpy`` package.
-
-    Raises
-    ------
-    ImportError
-        With the install hint when the ``rl`` extra is missing.
-    """
-    global _D3RLPY
-    if _D3RLPY is not None:
-        return _D3RLPY
-    import structlog
-
-    saved = structlog.get_config() if structlog.is_configured() else None
-    notices = io.StringIO()
-    try:
-        with quiet(), contextlib.redirect_stderr(notices):
-            import d3rlpy  # the legacy gym package prints its NumPy 2 notice here
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "offline RL training needs d3rlpy: pip install -e '.[rl]' (make install does it)"
-        ) from exc
-    finally:
-        # d3rlpy calls structlog.configure() at import: give the process its config back
-        if saved is not None:
-            structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
-    if notices.getvalue():
-        _LOG.debug("d3rlpy import notices: %s", notices.getvalue().strip())
-    _silence_d3rlpy_loggers()
-    _D3RLPY = d3rlpy
-    return d3rlpy
-
-
-def _silence_d3rlpy_loggers() -> None:
-    """Point every loaded d3rlpy module's ``LOG`` at `_DebugLog` (idempotent)."""
-    import sys
-
-    quiet_log = _DebugLog()
-    for name, module in list(sys.modules.items()):
-        is_d3rlpy = name == "d3rlpy" or name.startswith("d3rlpy.")
-        if is_d3rlpy and not isinstance(getattr(module, "LOG", quiet_log), _DebugLog):
-            module.LOG = quiet_log
-
-
-def nearest_bucket(size: np.ndarray, buckets: Sequence[float]) -> np.ndarray:
-    """Index of the bucket nearest each continuous size multiplier (ties → lower index).
-
-    Computed in float32, as the exported ONNX graph does, so both agree exactly.
-
-    Parameters
-    ----------
-    size : (N,) or (N, 1) array of multipliers.
-    buckets : the K bucket multipliers, in action order.
-
-    Returns
-    -------
-    (N,) int64 bucket indices.
-    """
-    s = np.asarray(size, dtype=np.float32).reshape(-1, 1)
-    b = np.asarray(buckets, dtype=np.float32).reshape(1, -1)
-    return np.abs(s - b).argmin(axis=1).astype(np.int64)
-
-
-def _episode_ends(data: Transitions) -> tuple[np.ndarray, np.ndarray]:
-    """Rows that end a d3rlpy episode, and which of those are terminal.
-
-    An episode ends at ``done`` (terminal: the name left the book, no next state to
-    bootstrap from) or where the logged run stops without ``done`` — the next row is another
-    episode or the data ends (a timeout: the state `next_obs` exists but was not yet logged).
-    """
-    n = data.n
-    done = np.asarray(data.done, dtype=bool)
-    boundary = np.zeros(n, dtype=bool)
-    if n:
-        boundary[:-1] = data.episode[1:] != data.episode[:-1]
-        boundary[-1] = True
-    return done | boundary, done
-
-
-def build_mdp_dataset(data: Transitions, algo: Algo, *, reward_scale: float = 1.0) -> Any:
-    """The d3rlpy `MDPDataset` of `data`, with terminals and timeouts placed correctly.
-
-    d3rlpy reads episodes as observation sequences: the next state of row t is the
-    observation of row t+1, a terminal episode's last row bootstraps from nothing, and a
-    timed-out episode's last row is an observation only (no transition starts there). So a
-    ``done`` row is flagged terminal, and an episode cut without ``done`` gets its logged
-    `next_obs` appended as one extra row flagged timeout (its action and reward are never
-    read) — every logged decision is a transition and none bootstraps across episodes.
-
-    Parameters
-    ----------
-    data : the logged transitions.
-    algo : ``"cql"`` (discrete actions = bucket indices) or ``"iql"`` (continuous actions =
-        bucket multipliers, shape (N, 1)).
-    reward_scale : rewards are multiplied by it.
-
-    Returns
-    -------
-    d3rlpy.dataset.MDPDataset
-    """
-    d3rlpy = import_d3rlpy()
-    if data.n == 0:
-        raise ValueError("offline RL: no transitions to train on")
-    ends, terminal = _episode_ends(data)
-    timeout_rows = np.flatnonzero(ends & ~terminal)
-    # insert the extra observation after each timed-out episode's last row
-    insert_at = timeout_rows + 1
-    obs = np.insert(data.obs.astype(np.float32), insert_at, data.next_obs[timeout_rows], axis=0)
-    action = np.insert(data.action.astype(np.int64), insert_at, data.action[timeout_rows])
-    reward = np.insert(data.reward.astype(np.float64) * reward_scale, insert_at, 0.0)
-    terminals = np.insert(terminal.astype(np.float32), insert_at, 0.0)
-    timeouts = np.insert(np.zeros(data.n, np.float32), insert_at, 1.0)
-    if algo == "cql":
-        actions: np.ndarray = action
-        space, size = d3rlpy.ActionSpace.DISCRETE, data.n_actions
-    else:
-        actions = np.asarray(data.buckets, np.float32)[action].reshape(-1, 1)
-        space, size = d3rlpy.ActionSpace.CONTINUOUS, 1
-    with quiet():
-        return d3rlpy.dataset.MDPDataset(
-            observations=obs,
-            actions=actions,
-            rewards=reward.astype(np.float32).reshape(-1, 1),
-            terminals=terminals,
-            timeouts=timeouts,
-            action_space=space,
-            action_size=size,
-        )
 
 
 @contextlib.contextmanager
