@@ -87,7 +87,12 @@ MIN_LOG_SESSIONS = 30
 TRAIN_INS = {
     "rl_trajectories": dg.AssetIn(
         "rl_trajectories", partition_mapping=RL_TRAIN_LOOKBACK, metadata={MISSING_OK: True}
-    )
+    ),
+    # the book itself, for the gate's portfolio backtest of the held-out sessions
+    **{
+        name: dg.AssetIn(name, partition_mapping=RL_TRAIN_LOOKBACK, metadata={MISSING_OK: True})
+        for name in ("target_weights", "features", "bars")
+    },
 }
 
 
@@ -113,6 +118,7 @@ def train_offline_rl(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log
     onnx = export_onnx(policy)
     served = OnnxBucketPolicy(onnx, cfg.buckets)
     judged = judge(served.actions, served.probs, test, cfg, params)
+    judged.metrics |= _book_backtest(inputs, served, test, as_of, s)
     log(
         f"offline RL ({params.algo}) on {train.height} logged decisions; judged on "
         f"{test.height}: DR {judged.report.estimates['dr'].estimate:.3g} "
@@ -138,6 +144,59 @@ def train_offline_rl(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log
         documents={"ope.json": dataclasses.asdict(judged.report)},
         onnx=onnx,
     )
+
+
+def _book_backtest(
+    inputs: Mapping[str, Any], served: Any, test: pl.DataFrame, as_of: dt.date, s: Settings
+) -> dict[str, float]:
+    """The served book sized by the policy vs unsized on the held-out sessions, through the
+    platform's backtest and cost model with the portfolio caps (`evaluate_sizing`): each
+    session's sizes come from the states the book's history gave at that session."""
+    from trademl.models.policy.book import evaluate_sizing
+    from trademl.params import backtest_params, cost_model, portfolio_params
+
+    upto = pl.col("date") <= as_of
+    weights = inputs["target_weights"].filter(upto).collect()
+    feats = inputs["features"].select("date", "symbol", s.policy.trend_feature).filter(upto)
+    feats = feats.collect()
+    bars = inputs["bars"].select("date", "symbol", "open", "close").filter(upto).collect()
+    sessions = sorted(d for d in bars.get_column("date").unique() if d >= test["session"].min())
+    if not sessions:
+        return {}
+    cfg = reward_config(s)
+    sizes: dict[tuple[dt.date, str], float] = {}
+    for day in sessions:
+        known = [x.filter(pl.col("date") <= day) for x in (weights, feats, bars)]
+        states = serving_states(
+            *known,
+            day,
+            trend_feature=s.policy.trend_feature,
+            price=s.backtest.price,
+            lag=s.backtest.execution_lag,
+            cfg=cfg,
+        )
+        if states.height:
+            out = served.sizes(states.select(list(STATE)).to_numpy().astype(np.float32))
+            names = states.get_column("symbol").to_list()
+            sizes |= {(day, sym): float(x) for sym, x in zip(names, out, strict=True)}
+
+    def size_fn(rows: pl.DataFrame) -> np.ndarray:
+        days, names = rows.get_column("session").to_list(), rows.get_column("symbol").to_list()
+        return np.array([sizes.get(k, 1.0) for k in zip(days, names, strict=True)])
+
+    ev = evaluate_sizing(
+        size_fn,
+        weights,
+        feats,
+        bars,
+        sessions=sessions,
+        trend_feature=s.policy.trend_feature,
+        portfolio=portfolio_params(s),
+        backtest=backtest_params(s),
+        costs=cost_model(s),
+    )
+    keep = ("sharpe_sized", "sharpe_unsized", "improvement_t", "return_sized", "return_unsized")
+    return {f"book_{k}": float(ev[k]) for k in keep if k in ev}
 
 
 def _cuda() -> bool:
@@ -187,8 +246,9 @@ OFFLINE_RL = SleeveSpec(
     min_shadow=lambda s: s.offline_rl.promotion.min_shadow_sessions,
     gate_description="On the logged sessions after its training window, the doubly robust "
     "lower confidence bound beats the behaviour policy's value by offline_rl.promotion.margin, "
-    "its replay beats the traded book (bucket 1.0) with a t-stat ≥ min_improvement_t, and "
-    "beats the sizing champion's replay; NaN fails closed.",
+    "its replay beats the traded book (bucket 1.0) with a t-stat ≥ min_improvement_t, the book "
+    "it sizes beats the unsized book's net Sharpe in the platform's backtest (caps, costs), "
+    "and it beats the sizing champion's replay; NaN fails closed.",
     load=RLSizer,
     model_asset="offline_rl_policy",
     description="The offline RL sizing policy as of the session: discrete CQL (d3rlpy) on "
@@ -201,6 +261,8 @@ OFFLINE_RL = SleeveSpec(
         "ope_behaviour",
         "replay_improvement_t",
         "replay_policy_bps_per_session",
+        "book_sharpe_sized",
+        "book_sharpe_unsized",
         "mean_bucket",
     ),
     pool="gpu",

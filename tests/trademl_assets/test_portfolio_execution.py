@@ -295,7 +295,8 @@ def test_the_offline_rl_sleeve_trains_judges_and_sizes_from_the_log(env: Env) ->
     r = env.run([LATEST], ["offline_rl_policy", "offline_rl_champion"])
     assert r.success
     row = env.lake.scan("offline_rl_policy", [LATEST]).collect().row(0, named=True)
-    for k in ("ope_dr", "ope_dr_lo", "ope_dr_hi", "ope_behaviour", "replay_improvement_t"):
+    book = ("book_sharpe_sized", "book_sharpe_unsized")  # the platform's backtest, caps on
+    for k in ("ope_dr", "ope_dr_lo", "ope_dr_hi", "ope_behaviour", "replay_improvement_t", *book):
         assert row[k] is not None and np.isfinite(row[k]), k
     assert row["ope_dr_lo"] <= row["ope_dr"] <= row["ope_dr_hi"]
     assert row["verdict"]  # promoted or not, it says why

@@ -1,7 +1,9 @@
 """Promotion rules of an offline RL sizing policy, from the metrics `pipeline.judge` logged:
 the doubly robust lower confidence bound on the held-out logged sessions beats the behaviour
 policy's value by a margin, the replay through the environment beats the traded book (bucket
-1.0) with a t-stat over the bar, and the replay beats the sizing champion's. NaN fails
+1.0) with a t-stat over the bar, the book it sizes beats the unsized book's net Sharpe in the
+platform's backtest (caps, costs) on the same sessions, and the replay beats the sizing
+champion's. NaN fails
 closed; a random policy and the baseline itself fail (tested)."""
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ def decide(
         ),
         check("replay_improvement_t", c.get("replay_improvement_t"), bars.min_improvement_t, "≥"),
     ]
+    if "book_sharpe_unsized" in c:  # the platform's backtest of the book, sized vs unsized
+        unsized = c.get("book_sharpe_unsized")
+        checks.append(
+            check(
+                "book_sharpe_vs_unsized",
+                c.get("book_sharpe_sized"),
+                unsized if finite(unsized) else None,
+                ">",
+            )
+        )
     checks += beats_champion(
         "replay_policy_bps_per_session",
         c,
