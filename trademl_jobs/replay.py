@@ -29,7 +29,6 @@ from pathlib import Path
 import polars as pl
 
 from resources.settings import MarketDataResource
-from trademl.backtest.frames import backtest_frames, build_panel
 from trademl.config import Settings, load_settings
 from trademl.data.bars import load_session_bars
 from trademl.execution.orders import PlanParams
@@ -39,8 +38,8 @@ from trademl.execution.replay_run import (
     ReplaySetup,
     backtest_on_fills,
     reconcile,
+    reconcile_to_targets,
     replay_range,
-    rounding_bound,
 )
 from trademl.params import backtest_params, cost_model, tripwire_limits
 
@@ -102,20 +101,16 @@ def run(start: dt.date, end: dt.date, weights: pl.DataFrame, s: Settings, folder
     w = weights.filter(pl.col("date").is_in(pl.Series(grid, dtype=pl.Date)))
     b = bars.filter(pl.col("date").is_in(pl.Series(grid, dtype=pl.Date)))
     r = risk.filter(pl.col("date").is_in(pl.Series(grid, dtype=pl.Date)))
-    flat = setup.params.backtest_params("flat")
-    target = reconcile(
-        pnl, backtest_frames(w, b, r, params=flat, costs=setup.costs, sessions=grid), e.capital
-    )
-    panel = build_panel(w, b, r, sessions=grid)
-    bound = rounding_bound(
-        panel.weights,
-        panel.open,
-        panel.close,
-        panel.adv,
-        panel.sigma,
+    target, bound = reconcile_to_targets(
+        pnl,
+        w,
+        b,
+        r,
+        grid,
         params=setup.params,
         costs=setup.costs,
         plan=setup.plan,
+        capital=e.capital,
     )
     statuses = [x.status for o in out for x in o.results]
     blotter = view.blotter()

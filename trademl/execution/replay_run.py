@@ -41,6 +41,7 @@ __all__ = [
     "SessionReplay",
     "backtest_on_fills",
     "reconcile",
+    "reconcile_to_targets",
     "replay_range",
     "replay_session",
     "rounding_bound",
@@ -291,3 +292,35 @@ def rounding_bound(
     cash = e[:-1] * c[:-1] * params.cash_rate / params.periods_per_year
     out[1:] = (gross + cost + borrow + cash).sum(axis=1)
     return out
+
+
+def reconcile_to_targets(
+    pnl: pl.DataFrame,
+    weights: pl.DataFrame,
+    bars: pl.DataFrame,
+    risk: pl.DataFrame,
+    sessions: list[dt.date],
+    *,
+    params: ReplayParams,
+    costs: CostModel,
+    plan: PlanParams,
+    capital: float,
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """The replay's P&L beside the engine's on the target weights themselves (flat where a
+    price is missing), and the per-session share-rounding bound the gap must stay within."""
+    from trademl.backtest.frames import backtest_frames, build_panel
+
+    flat = params.backtest_params("flat")
+    engine = backtest_frames(weights, bars, risk, params=flat, costs=costs, sessions=sessions)
+    panel = build_panel(weights, bars, risk, sessions=sessions)
+    bound = rounding_bound(
+        panel.weights,
+        panel.open,
+        panel.close,
+        panel.adv,
+        panel.sigma,
+        params=params,
+        costs=costs,
+        plan=plan,
+    )
+    return reconcile(pnl, engine, capital), bound

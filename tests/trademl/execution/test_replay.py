@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from trademl.backtest.frames import backtest_frames, build_panel
+from trademl.backtest.frames import backtest_frames
 from trademl.costs import CostModel
 from trademl.data.calendar import get_calendar
 from trademl.execution.brokers import Broker, BrokerError, submit_all
@@ -26,6 +26,7 @@ from trademl.execution.replay_run import (
     ReplaySetup,
     backtest_on_fills,
     reconcile,
+    reconcile_to_targets,
     replay_range,
     rounding_bound,
 )
@@ -106,20 +107,16 @@ def test_a_year_of_daily_replays_reconciles_with_the_backtest(year: dict) -> Non
     assert abs(exact.get_column("replay_cum")[-1]) > 10_000  # a P&L worth reconciling
 
     # 2. To rounding: the engine on the target weights differs by share rounding only.
-    engine = backtest_frames(
-        weights, bars, risk, params=PARAMS.backtest_params("flat"), costs=COSTS, sessions=YEAR
-    )
-    rec = reconcile(pnl, engine, CAPITAL)
-    panel = build_panel(weights, bars, risk, sessions=YEAR)
-    bound = rounding_bound(
-        panel.weights,
-        panel.open,
-        panel.close,
-        panel.adv,
-        panel.sigma,
+    rec, bound = reconcile_to_targets(
+        pnl,
+        weights,
+        bars,
+        risk,
+        YEAR,
         params=PARAMS,
         costs=COSTS,
         plan=setup.plan,
+        capital=CAPITAL,
     )
     diff = rec.get_column("diff").to_numpy()
     assert (np.abs(diff) <= bound + 1e-9).all()
