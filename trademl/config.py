@@ -427,7 +427,12 @@ class OfflineRLConfig(_Strict):
     the reward it is booked with (`trademl.models.offline_rl.env`), the algorithm (d3rlpy,
     the `rl` extra) and the off-policy-evaluation gate."""
 
-    #: Size multipliers of the target weight an action picks from (1.0: the traded book).
+    #: size: an action picks a multiplier of the target weight (`buckets`); participation:
+    #: a participation rate, the share of the gap to the target traded this session
+    #: (`buckets` in (0, 1], 1.0 = the traded book), priced with the cost model's
+    #: square-root impact on each name's dollar ADV (the Almgren–Chriss trade-off).
+    action: Literal["size", "participation"] = "size"
+    #: Size multipliers (or participation rates) an action picks from (1.0: the traded book).
     buckets: list[float] = [0.0, 0.5, 1.0, 1.5]
     #: Probability of a uniformly random bucket instead of 1.0 (the behaviour policy).
     epsilon: float = Field(0.2, gt=0.0, le=1.0)
@@ -436,7 +441,11 @@ class OfflineRLConfig(_Strict):
     drawdown_penalty: float = Field(0.5, ge=0.0)
     regime_window: int = Field(60, ge=5)
     drawdown_window: int = Field(60, ge=5)
-    episode: Literal["week", "month"] = "week"
+    #: An episode: one decision (session: OPE as a contextual bandit whose state holds the
+    #: logged position; importance weights ≤ K/ε, so the DR bound rests on every decision)
+    #: or a name's run in the book within a week or a month (weights are products over the
+    #: run: a deterministic policy's DR bound rests on a handful of episodes).
+    episode: Literal["session", "week", "month"] = "session"
     #: Sessions of logged trajectories a policy as of d learns from and is judged on.
     train_sessions: int = Field(504, ge=20)
     algo: Literal["cql", "iql"] = "cql"
@@ -458,6 +467,16 @@ class OfflineRLConfig(_Strict):
         if len(v) < 2 or min(v) < 0 or sorted(set(v)) != v:
             raise ValueError("offline_rl.buckets: ≥ 2 distinct non-negative sizes, ascending")
         return v
+
+    @model_validator(mode="after")
+    def _rates(self) -> OfflineRLConfig:
+        if self.action == "participation" and (self.buckets[0] <= 0 or self.buckets[-1] != 1.0):
+            raise ValueError(
+                f"offline_rl.buckets {self.buckets}: with action participation they are "
+                "participation rates in (0, 1] ending at 1.0 (trade to the target), e.g. "
+                "[0.25, 0.5, 1.0]"
+            )
+        return self
 
 
 class MlflowConfig(_Strict):

@@ -30,6 +30,7 @@ __all__ = [
     "offline_rl_params",
     "portfolio_params",
     "reward_config",
+    "sizing_features",
     "tripwire_limits",
 ]
 
@@ -136,7 +137,19 @@ def reward_config(s: Settings) -> RewardConfig:
         regime_window=o.regime_window,
         drawdown_window=o.drawdown_window,
         episode=o.episode,
+        action=o.action,
+        impact_coef=s.costs.impact_coef if o.action == "participation" else 0.0,
+        capital=float(s.execution.capital),
     )
+
+
+def sizing_features(s: Settings) -> list[str]:
+    """The feature columns the sizing policies' states read: the trend feature, and each
+    name's dollar ADV when offline RL decides participation rates."""
+    from trademl.models.offline_rl.trajectories import liquidity_of
+
+    liquidity = liquidity_of(reward_config(s))
+    return [s.policy.trend_feature, *([liquidity] if liquidity else [])]
 
 
 def offline_rl_params(s: Settings) -> OfflineRLParams:

@@ -17,12 +17,12 @@ import polars as pl
 from resources.lake import MISSING_OK
 from resources.settings import SettingsResource
 from trademl.config import Settings
-from trademl.models.offline_rl.env import STATE
+from trademl.models.offline_rl.env import size_multiplier
 from trademl.models.offline_rl.pipeline import fit_policy, judge, split_log
 from trademl.models.offline_rl.promotion import decide
 from trademl.models.offline_rl.trajectories import logged_book, serving_states
 from trademl.models.sleeve import NotTrainable, Trained
-from trademl.params import offline_rl_params, reward_config
+from trademl.params import offline_rl_params, reward_config, sizing_features
 from trademl_assets.metadata import frame_metadata
 from trademl_assets.partitions import (
     RL_LOOKBACK,
@@ -63,7 +63,7 @@ def rl_trajectories(
     known = sessions_of(context.partition_keys)
     log = logged_book(
         target_weights.collect(),
-        features.select("date", "symbol", s.policy.trend_feature).collect(),
+        features.select("date", "symbol", *sizing_features(s)).collect(),
         bars.select("date", "symbol", "open", "close").collect(),
         known,
         trend_feature=s.policy.trend_feature,
@@ -157,7 +157,7 @@ def _book_backtest(
 
     upto = pl.col("date") <= as_of
     weights = inputs["target_weights"].filter(upto).collect()
-    feats = inputs["features"].select("date", "symbol", s.policy.trend_feature).filter(upto)
+    feats = inputs["features"].select("date", "symbol", *sizing_features(s)).filter(upto)
     feats = feats.collect()
     bars = inputs["bars"].select("date", "symbol", "open", "close").filter(upto).collect()
     sessions = sorted(d for d in bars.get_column("date").unique() if d >= test["session"].min())
@@ -165,6 +165,7 @@ def _book_backtest(
         return {}
     cfg = reward_config(s)
     sizes: dict[tuple[dt.date, str], float] = {}
+    held: dict[str, float] = {}  # the sized book's positions, session to session
     for day in sessions:
         known = [x.filter(pl.col("date") <= day) for x in (weights, feats, bars)]
         states = serving_states(
@@ -174,11 +175,14 @@ def _book_backtest(
             price=s.backtest.price,
             lag=s.backtest.execution_lag,
             cfg=cfg,
+            prev_position=held if held else None,
         )
         if states.height:
-            out = served.sizes(states.select(list(STATE)).to_numpy().astype(np.float32))
+            out = served_sizes(served, states, cfg)
             names = states.get_column("symbol").to_list()
             sizes |= {(day, sym): float(x) for sym, x in zip(names, out, strict=True)}
+            w = states.get_column("exposure").to_numpy()
+            held = dict(zip(names, (out * w).tolist(), strict=True))
 
     def size_fn(rows: pl.DataFrame) -> np.ndarray:
         days, names = rows.get_column("session").to_list(), rows.get_column("symbol").to_list()
@@ -199,6 +203,15 @@ def _book_backtest(
     return {f"book_{k}": float(ev[k]) for k in keep if k in ev}
 
 
+def served_sizes(policy: Any, states: pl.DataFrame, cfg: Any) -> np.ndarray:
+    """Each state's size multiplier of the target weight under the served policy: its
+    bucket (size), or the position its participation rate leaves over the weight."""
+    obs = states.select(list(cfg.state)).to_numpy().astype(np.float32)
+    w = states.get_column("exposure").to_numpy()
+    prev = states.get_column("prev_position").to_numpy()
+    return size_multiplier(policy.sizes(obs), w, prev, cfg)
+
+
 def _cuda() -> bool:
     import torch
 
@@ -215,8 +228,16 @@ class RLSizer:
         buckets = json.loads((directory / "buckets.json").read_text())
         self.policy = OnnxBucketPolicy(directory / "model.onnx", buckets)
 
-    def sizes_for(self, day: pl.DataFrame, history: Any, s: Settings) -> np.ndarray:
-        """One size (bucket multiplier) per row of `day`; a name without a state keeps 1."""
+    def sizes_for(
+        self,
+        day: pl.DataFrame,
+        history: Any,
+        s: Settings,
+        prev_position: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """One size (multiplier of the target weight) per row of `day`; a name without a
+        state keeps 1. `prev_position`: the positions the traded book holds (default: the
+        previous session's target weights)."""
         weights, feats, bars = history
         session = day.get_column("date").max()
         states = serving_states(
@@ -228,10 +249,11 @@ class RLSizer:
             price=s.backtest.price,
             lag=s.backtest.execution_lag,
             cfg=reward_config(s),
+            prev_position=prev_position,
         )
         if states.height == 0:
             return np.ones(day.height)
-        sizes = self.policy.sizes(states.select(list(STATE)).to_numpy().astype(np.float32))
+        sizes = served_sizes(self.policy, states, reward_config(s))
         by_name = dict(zip(states.get_column("symbol").to_list(), sizes.tolist(), strict=True))
         return np.array([by_name.get(sym, 1.0) for sym in day.get_column("symbol").to_list()])
 

@@ -21,10 +21,18 @@ from trademl.config import Settings
 from trademl.models.policy.book import apply_sizes, book_frame, book_states, evaluate_sizing
 from trademl.models.policy.promotion import decide
 from trademl.models.sleeve import NotTrainable, Trained
-from trademl.params import backtest_params, cost_model, grpo_params, portfolio_params
+from trademl.params import (
+    backtest_params,
+    cost_model,
+    grpo_params,
+    portfolio_params,
+    reward_config,
+    sizing_features,
+)
 from trademl_assets.history import ModelCache, champion_as_of, champion_history
 from trademl_assets.metadata import frame_metadata
 from trademl_assets.partitions import (
+    CALENDAR,
     POLICY_LOOKBACK,
     RL_LOOKBACK,
     SESSIONS,
@@ -181,7 +189,7 @@ def sizing_inputs(
         )
     return (
         target_weights.collect(),
-        features.select("date", "symbol", s.policy.trend_feature).collect(),
+        features.select("date", "symbol", *sizing_features(s)).collect(),
         bars.select("date", "symbol", "open", "close").collect(),
     )
 
@@ -192,19 +200,35 @@ def history_upto(history: SizingHistory, session: dt.date) -> SizingHistory:
     return w, f, b
 
 
+def held_before(lake: Lake, session: dt.date, s: Settings) -> dict[str, float] | None:
+    """The traded book's positions (`sized_weights`) of the session before `session`, where
+    a sizer's action depends on them (participation rates); None when not needed or not
+    written (the sizer then assumes the previous target weights were held)."""
+    prev = CALENDAR.previous_session(session)
+    if reward_config(s).action != "participation" or prev is None:
+        return None
+    if not lake.exists("sized_weights") or str(prev) not in lake.partitions("sized_weights"):
+        return None
+    rows = lake.scan("sized_weights", [str(prev)]).select("symbol", "weight").collect()
+    return {sym: w for sym, w in rows.iter_rows() if w != 0}
+
+
 def size_book(
     day: pl.DataFrame,
     feats: pl.DataFrame,
     policy: Any,
     s: Settings,
     history: SizingHistory | None = None,
+    held: dict[str, float] | None = None,
 ) -> pl.DataFrame:
     """One session's target weights sized by `policy` (ONNX) and capped again. A policy whose
-    states need the book's recent history (`sizes_for`, offline RL) gets `history`."""
+    states need the book's recent history (`sizes_for`, offline RL) gets `history` and the
+    positions `held` before the session (None: the previous target weights)."""
     if hasattr(policy, "sizes_for"):
         if history is None:
             raise ValueError(f"{type(policy).__name__} sizes from the book's history: pass it")
-        return apply_sizes(day, policy.sizes_for(day, history, s), portfolio_params(s))
+        sizes = policy.sizes_for(day, history, s, held)
+        return apply_sizes(day, sizes, portfolio_params(s))
     states = book_states(day, feats, trend_feature=s.policy.trend_feature)
     sizes = day.join(
         states.select(
@@ -248,6 +272,7 @@ def sizing_sleeves(specs: Sequence[SleeveSpec]) -> dg.AssetsDefinition:
         window = sizing_inputs(target_weights, features, bars, s, lake_store.lake, keys)
         histories = {sp.name: champion_history(lake_store.lake, sp.champion_key) for sp in specs}
         parts, sizers = [], {}
+        held = held_before(lake_store.lake, sessions_of(keys)[0], s) if keys else None
         with tempfile.TemporaryDirectory() as tmp:
             caches = {sp.name: ModelCache(mlflow, sp.load, f"{tmp}/{sp.name}") for sp in specs}
             for session in sessions_of(context.partition_keys):
@@ -269,8 +294,9 @@ def sizing_sleeves(specs: Sequence[SleeveSpec]) -> dg.AssetsDefinition:
                     name, row = champ
                     feats = window[1].filter(pl.col("date") == session)
                     known = history_upto(window, session)
-                    out = size_book(day, feats, caches[name].get(row), s, known)
+                    out = size_book(day, feats, caches[name].get(row), s, known, held)
                     sizer = f"{name}@{row['version']}"
+                held = {sym: w for sym, w in out.select("symbol", "weight").iter_rows() if w}
                 sizers[str(session)] = sizer
                 parts.append(out.with_columns(pl.lit(sizer).alias("sizer")))
         frame = (

@@ -333,3 +333,99 @@ def test_the_offline_rl_sleeve_trains_judges_and_sizes_from_the_log(env: Env) ->
     assert sizes.shape == (day.height,) and set(np.unique(sizes)) <= set(
         SETTINGS.offline_rl.buckets
     )
+
+
+def test_participation_rates_log_train_and_size_the_book_from_the_held_positions(
+    env: Env, tmp_path: Path
+) -> None:
+    """`offline_rl.action: participation` on a copy of the lake: the log carries each trade's
+    share of the day's dollar volume and rewards priced with impact on the positions the
+    behaviour's rates left; the policy trains and is judged; `sized_weights` moves each name
+    from the position the traded book held the session before by the served rate."""
+    import shutil
+
+    from resources.settings import SettingsResource
+    from trademl.config import load_settings
+    from trademl.models.offline_rl.env import position, reward
+    from trademl.params import reward_config
+
+    cfg_file = tmp_path / "participation.yaml"
+    cfg_file.write_text(
+        "extends: local\noffline_rl: {action: participation, buckets: [0.25, 0.5, 1.0]}\n"
+    )
+    s = load_settings(cfg_file)
+    cfg = reward_config(s)
+    assert cfg.action == "participation" and cfg.impact_coef == s.costs.impact_coef
+    shutil.copytree(env.home / "lake", tmp_path / "lake")
+    shutil.rmtree(tmp_path / "lake" / "rl_trajectories", ignore_errors=True)  # a new table id
+    lake = Lake(tmp_path / "lake")
+    store = LakeResource(root=str(tmp_path / "lake"))
+    copy = {
+        "lake": LakeIOManager(store=store),
+        "lake_store": store,
+        "settings": SettingsResource(config_path=str(cfg_file)),
+    }
+    keys = KEYS[-(BACKTEST_WINDOW - 2) :]
+    assert env.run(keys, ["rl_trajectories"], **copy).success
+    log = lake.scan("rl_trajectories", keys).collect().sort("symbol", "session")
+    assert "adv_share" in log.columns and (log["adv_share"] > 0).all()
+    rate = np.asarray(cfg.buckets)[log["action"].to_numpy()]
+    w, prev = log["exposure"].to_numpy(), log["prev_position"].to_numpy()
+    again = reward(
+        rate,
+        w,
+        log["y"].to_numpy(),
+        prev,
+        cfg,
+        vol=log["vol"].to_numpy(),
+        adv_share=log["adv_share"].to_numpy(),
+    )
+    assert np.allclose(again, log["reward"].to_numpy())
+    # a name logged the session before continues from the position the logged rate left it
+    from trademl_assets.partitions import CALENDAR
+
+    nxt = (
+        log.with_columns(pl.Series("left", position(rate, w, prev, cfg)))
+        .with_columns(
+            pl.col("left").shift(1).over("symbol"),
+            pl.col("session").shift(1).over("symbol").alias("before"),
+        )
+        .filter(pl.col("before").is_not_null())
+    )
+    cont = nxt.filter(
+        pl.Series(
+            [
+                CALENDAR.index(a) - CALENDAR.index(b) == 1
+                for a, b in nxt[["session", "before"]].iter_rows()
+            ]
+        )
+    )
+    assert cont.height > 0
+    assert np.allclose(cont["prev_position"].to_numpy(), cont["left"].to_numpy())
+    r = env.run([LATEST], ["offline_rl_policy", "offline_rl_champion"], **copy)
+    assert r.success
+    row = lake.scan("offline_rl_policy", [LATEST]).collect().row(0, named=True)
+    assert np.isfinite(row["ope_dr_lo"]) and row["verdict"]
+    assert 0.25 <= row["mean_bucket"] <= 1.0
+    # served: each name moves from what the traded book held the session before (the
+    # previous sized_weights partition) by one of the rates
+    from trademl_assets.offline_rl import RLSizer
+    from trademl_assets.policy import held_before, history_upto, sizing_inputs
+
+    latest = dt.date.fromisoformat(LATEST)
+    held = held_before(lake, latest, s)
+    assert held, "sized_weights of the session before is written"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = env.resources["mlflow"].download(
+            f"models:/offline_rl/{row['version']}", Path(tmp) / "m"
+        )
+        lazy = {k: lake.scan(k, KEYS[-60:]) for k in ("target_weights", "features", "bars")}
+        window = sizing_inputs(*lazy.values(), s, lake, [LATEST])
+        day = window[0].filter(pl.col("date") == latest)
+        sizes = RLSizer(path).sizes_for(day, history_upto(window, latest), s, held)
+    w = day["weight"].to_numpy()
+    h = np.array([held.get(sym, 0.0) for sym in day["symbol"]])
+    moving = np.abs(w - h) > 1e-9
+    assert moving.any()
+    rates = (sizes * w - h)[moving] / (w - h)[moving]
+    assert np.all(np.min(np.abs(rates[:, None] - np.asarray(cfg.buckets)), axis=1) < 1e-6)

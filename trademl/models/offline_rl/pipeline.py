@@ -88,7 +88,7 @@ def fit_policy(
     `reward_headroom`; returns the trained policy (export it with `export.export_onnx`)."""
     from trademl.models.offline_rl.algos import train_policy
 
-    data = to_transitions(train, cfg.buckets)
+    data = to_transitions(train, cfg.buckets, cfg.state)
     peak = float(np.abs(data.reward).max()) if data.n else 0.0
     hyper: dict[str, Any] = {"gamma": params.gamma}
     if params.algo == "cql":
@@ -115,7 +115,7 @@ def judge(
 ) -> Judged:
     """OPE on the logged test episodes and a replay against the baseline on the same
     sessions; `act` maps states to bucket indices, `probs` to (N, K) probabilities."""
-    data = to_transitions(test, cfg.buckets)
+    data = to_transitions(test, cfg.buckets, cfg.state)
     report = evaluate(
         data,
         probs(data.obs),
@@ -125,7 +125,7 @@ def judge(
         level=params.level,
         seed=params.seed,
     )
-    baseline = cfg.buckets.index(1.0) if 1.0 in cfg.buckets else len(cfg.buckets) - 1
+    baseline = cfg.baseline
     ours = replay(test, cfg, act)
     base = replay(test, cfg, lambda obs: np.full(obs.shape[0], baseline))
     per = (

@@ -20,11 +20,19 @@ import numpy as np
 import polars as pl
 
 from trademl.models.offline_rl.data import Transitions
-from trademl.models.offline_rl.env import STATE, RewardConfig, reward
+from trademl.models.offline_rl.env import STATE, RewardConfig, position, reward
 
-__all__ = ["behaviour_probs", "log_trajectories", "to_transitions"]
+__all__ = [
+    "LIQUIDITY_FEATURE",
+    "behaviour_probs",
+    "liquidity_of",
+    "log_trajectories",
+    "to_transitions",
+]
 
 _M = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: The feature column the participation action space reads a name's dollar ADV from.
+LIQUIDITY_FEATURE = "dollar_vol_20"
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -62,8 +70,7 @@ def log_trajectories(
     """The behaviour policy's decisions on `decisions` (`env.decision_frame`, sorted by
     symbol and session): per row the action, its bucket, every bucket's probability
     (`prob_0…`), the previous position and the reward."""
-    k = len(cfg.buckets)
-    baseline = cfg.buckets.index(1.0) if 1.0 in cfg.buckets else k - 1
+    k, baseline = len(cfg.buckets), cfg.baseline
     n = decisions.height
     probs = behaviour_probs(n, k, baseline, epsilon)
     u_explore = _uniforms(seed, decisions.get_column("session"), decisions.get_column("symbol"), 0)
@@ -72,10 +79,27 @@ def log_trajectories(
     action = np.where(u_explore < epsilon, random_bucket, baseline)
     bucket = np.asarray(cfg.buckets)[action]
     w = decisions.get_column("exposure").to_numpy()
-    position = bucket * w
-    step = decisions.get_column("step").to_numpy()
-    prev = np.where(step == 0, 0.0, np.r_[0.0, position[:-1]])
-    r = reward(bucket, w, decisions.get_column("y").to_numpy(), prev, cfg)
+    # the previous row (same name, previous session) left the position an episode continues
+    # from; an episode starts flat, but a one-decision episode carries the logged position
+    cont = decisions.get_column("step").to_numpy() > 0
+    if cfg.episode == "session":
+        cont = decisions.get_column("held_before").to_numpy()
+    prev = np.zeros(n)
+    if cfg.action == "participation":  # a position depends on the one before: row by row
+        for i in np.flatnonzero(cont):
+            prev[i] = position(bucket[i - 1], w[i - 1], prev[i - 1], cfg)
+    else:
+        prev = np.where(cont, np.r_[0.0, (bucket * w)[:-1]], 0.0)
+    liquid = cfg.action == "participation"
+    r = reward(
+        bucket,
+        w,
+        decisions.get_column("y").to_numpy(),
+        prev,
+        cfg,
+        vol=decisions.get_column("vol").to_numpy(),
+        adv_share=decisions.get_column("adv_share").to_numpy() if liquid else None,
+    )
     return decisions.with_columns(
         pl.Series("prev_position", prev),
         pl.Series("action", action),
@@ -85,11 +109,13 @@ def log_trajectories(
     )
 
 
-def to_transitions(log: pl.DataFrame, buckets: tuple[float, ...]) -> Transitions:
-    """Logged rows (any order) → `Transitions`, episodes contiguous in step order; an
-    episode ends at its last logged row."""
+def to_transitions(
+    log: pl.DataFrame, buckets: tuple[float, ...], state: tuple[str, ...] = STATE
+) -> Transitions:
+    """Logged rows (any order) → `Transitions` over the `state` columns, episodes contiguous
+    in step order; an episode ends at its last logged row."""
     rows = log.sort("episode_key", "step")
-    obs = rows.select(list(STATE)).to_numpy().astype(np.float32)
+    obs = rows.select(list(state)).to_numpy().astype(np.float32)
     keys = rows.get_column("episode_key").to_numpy()
     done = np.r_[keys[1:] != keys[:-1], True] if rows.height else np.zeros(0, bool)
     next_obs = np.zeros_like(obs)
@@ -130,8 +156,10 @@ def logged_book(
     from trademl.models.offline_rl.env import decision_frame
     from trademl.models.policy.book import book_states, next_returns
 
-    schema = log_schema(len(cfg.buckets))
-    states = book_states(weights, features, trend_feature=trend_feature)
+    schema = log_schema(len(cfg.buckets), cfg.state)
+    states = book_states(
+        weights, features, trend_feature=trend_feature, liquidity_feature=liquidity_of(cfg)
+    )
     y = next_returns(bars, price=price, lag=lag)
     # every held name shapes the session's states (rank, crowding, regime), as at serving;
     # only decisions with a realized return are logged
@@ -145,15 +173,21 @@ def logged_book(
     return rows.select(list(schema)).cast(schema).sort("known", "symbol", "session")
 
 
-def log_schema(k: int) -> dict[str, pl.DataType]:
-    """The columns of a trajectory log with `k` buckets (the lake table `rl_trajectories`)."""
+def liquidity_of(cfg: RewardConfig) -> str | None:
+    """The feature the book's dollar ADV comes from, where the action space needs it."""
+    return LIQUIDITY_FEATURE if cfg.action == "participation" else None
+
+
+def log_schema(k: int, state: tuple[str, ...] = STATE) -> dict[str, pl.DataType]:
+    """The columns of a trajectory log with `k` buckets and the `state` columns (the lake
+    table `rl_trajectories`)."""
     return {
         "known": pl.Date(),
         "session": pl.Date(),
         "symbol": pl.String(),
         "episode_key": pl.String(),
         "step": pl.Int64(),
-        **{c: pl.Float64() for c in STATE},
+        **{c: pl.Float64() for c in state},
         "exposure": pl.Float64(),
         "y": pl.Float64(),
         "action": pl.Int64(),
@@ -178,12 +212,14 @@ def serving_states(
     """The `STATE` of every name the book holds at `session`, from the window of target
     weights, features and bars up to it — the states the log recorded for that session (its
     own and recent returns are not known yet and are not needed). `prev_position` (symbol →
-    the position the served book holds now) defaults to the target weight of the previous
-    session (the baseline bucket 1.0)."""
+    the position the served book holds now; a name absent holds nothing) defaults to the
+    target weight of the previous session (the baseline bucket 1.0)."""
     from trademl.models.offline_rl.env import decision_frame
     from trademl.models.policy.book import book_states, next_returns
 
-    states = book_states(weights, features, trend_feature=trend_feature)
+    states = book_states(
+        weights, features, trend_feature=trend_feature, liquidity_feature=liquidity_of(cfg)
+    )
     y = next_returns(bars, price=price, lag=lag).select("session", "symbol", "y")
     book = states.join(y, on=["session", "symbol"], how="left")
     frame = decision_frame(book, lag=lag, cfg=cfg).filter(pl.col("session") == session)
@@ -193,9 +229,7 @@ def serving_states(
         .select("symbol", pl.col("exposure").alias("_prev"))
     )
     frame = frame.join(prev_w, on="symbol", how="left")
-    given = pl.col("symbol").replace_strict(
-        prev_position or {}, default=None, return_dtype=pl.Float64
-    )
-    return frame.with_columns(
-        pl.coalesce(given, pl.col("_prev"), pl.lit(0.0)).alias("prev_position")
-    ).drop("_prev")
+    if prev_position is not None:  # the whole book held: a name not in it is not held
+        given = pl.col("symbol").replace_strict(prev_position, default=0.0, return_dtype=pl.Float64)
+        return frame.with_columns(given.alias("prev_position")).drop("_prev")
+    return frame.with_columns(pl.col("_prev").fill_null(0.0).alias("prev_position")).drop("_prev")

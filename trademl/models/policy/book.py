@@ -35,19 +35,26 @@ STATE = ("y_hat", "vol", "trend")
 
 
 def book_states(
-    weights: pl.DataFrame, features: pl.DataFrame, *, trend_feature: str
+    weights: pl.DataFrame,
+    features: pl.DataFrame,
+    *,
+    trend_feature: str,
+    liquidity_feature: str | None = None,
 ) -> pl.DataFrame:
     """(session, symbol, y_hat, vol, trend, exposure) for every held name of `weights`
-    (date, symbol, weight, score, sigma); `features` supplies the trend column."""
-    if trend_feature not in features.columns:
-        raise ValueError(
-            f"policy.trend_feature {trend_feature!r} is not a feature column; pick one of "
-            f"the features table's columns (e.g. mom_20)"
-        )
+    (date, symbol, weight, score, sigma); `features` supplies the trend column and, when
+    `liquidity_feature` is given, the name's dollar ADV as ``adv``."""
+    for what, col in (("trend_feature", trend_feature), ("liquidity", liquidity_feature)):
+        if col is not None and col not in features.columns:
+            raise ValueError(
+                f"{what} {col!r} is not a column of the features given; pick one of the "
+                f"features table's columns (e.g. mom_20, dollar_vol_20)"
+            )
     held = weights.filter(pl.col("weight") != 0).select(
         "date", "symbol", "score", "sigma", pl.col("weight").alias("exposure")
     )
-    trend = features.select("date", "symbol", pl.col(trend_feature).alias("trend"))
+    extra = [pl.col(liquidity_feature).cast(pl.Float64).alias("adv")] if liquidity_feature else []
+    trend = features.select("date", "symbol", pl.col(trend_feature).alias("trend"), *extra)
     out = zscore_columns(held, ["score"]).join(trend, on=["date", "symbol"], how="left")
     return out.select(
         pl.col("date").alias("session"),
@@ -56,6 +63,7 @@ def book_states(
         pl.col("sigma").cast(pl.Float64).alias("vol"),
         pl.col("trend").cast(pl.Float64),
         pl.col("exposure").cast(pl.Float64),
+        *(["adv"] if liquidity_feature else []),
     ).sort("session", "symbol")
 
 
