@@ -479,6 +479,15 @@ class OfflineRLConfig(_Strict):
         return self
 
 
+class AutomationConfig(_Strict):
+    """What the retrain sensors call decay (alpha sleeves use `equities.live_ic_*`)."""
+
+    #: Sessions over which a sizing champion's live contribution to the book is measured.
+    sizing_window: int = Field(60, ge=5)
+    #: Retrain a sizing sleeve when that contribution's t-stat falls below this.
+    sizing_t_floor: float = -2.0
+
+
 class MlflowConfig(_Strict):
     """Tracking/registry URIs; empty means sqlite under TRADEML_HOME."""
 
@@ -518,6 +527,7 @@ class Settings(_Strict):
     forecasts: ForecastsConfig = ForecastsConfig()
     policy: PolicyConfig = PolicyConfig()
     offline_rl: OfflineRLConfig = OfflineRLConfig()
+    automation: AutomationConfig = AutomationConfig()
     mlflow: MlflowConfig = MlflowConfig()
     storage: StorageConfig = StorageConfig()
 

@@ -25,6 +25,11 @@ from trademl_assets import (
 )
 from trademl_assets.partitions import SETTINGS
 from trademl_assets.registry import ALPHA, SIZING, STACKER, sleeve_assets
+from trademl_jobs.automation import (
+    new_files_sensor,
+    promotion_rescore_sensor,
+    sleeve_retrain_sensor,
+)
 from trademl_jobs.event_log import DAGSTER_ENV
 from trademl_jobs.jobs import (
     alpha_train_job,
@@ -32,6 +37,7 @@ from trademl_jobs.jobs import (
     daily_schedule,
     reconciliation_job,
     reconciliation_schedule,
+    rescore_job,
     sizing_train_job,
     trade_job,
     weekly_retrain_schedule,
@@ -103,14 +109,27 @@ ASSETS = [
 
 defs = dg.Definitions(
     assets=ASSETS,
-    jobs=[daily_job, alpha_train_job, sizing_train_job, trade_job, reconciliation_job],
+    jobs=[
+        daily_job,
+        alpha_train_job,
+        sizing_train_job,
+        trade_job,
+        reconciliation_job,
+        rescore_job,
+    ],
     schedules=[
         daily_schedule,
         weekly_retrain_schedule,
         weekly_sizing_schedule,
         reconciliation_schedule,
     ],
-    sensors=[live_ic_retrain_sensor, trade_after_daily_sensor],
+    sensors=[
+        live_ic_retrain_sensor,
+        trade_after_daily_sensor,
+        sleeve_retrain_sensor,
+        promotion_rescore_sensor,
+        new_files_sensor,
+    ],
     resources=resources_for(SETTINGS),
     executor=executor_for(SETTINGS.env),
 )

@@ -62,6 +62,24 @@ trade_job = dg.define_asset_job(
     description="One session's report and orders (behind tripwires); runs after `daily`.",
 )
 
+#: What a promotion changes for a session: every sleeve's scores, the served alpha, the book
+#: (target and sized) and its shadows — no report, no orders.
+RESCORE_SELECTION = dg.AssetSelection.assets(
+    *[sp.scores_key for sp in ALPHA],
+    "alpha_scores",
+    "target_weights",
+    "sized_weights",
+    "shadow_weights",
+)
+
+rescore_job = dg.define_asset_job(
+    "rescore",
+    selection=RESCORE_SELECTION,
+    partitions_def=SESSIONS,
+    description="Re-score a session after a promotion (requested by promotion_rescore_sensor): "
+    "sleeve scores, the served alpha, target and sized weights, shadow books; never trades.",
+)
+
 reconciliation_job = dg.define_asset_job(
     "reconciliation",
     selection=dg.AssetSelection.assets("blotter"),
