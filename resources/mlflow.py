@@ -342,6 +342,25 @@ class MlflowResource(dg.ConfigurableResource):
             client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current.version))
         client.set_registered_model_alias(name, CHAMPION, version)
 
+    def rollback(self, name: str, reasons: dict[str, str]) -> tuple[str, str]:
+        """Move `champion` back to `previous_champion`: (demoted version, restored version).
+        The demoted version is tagged ``rollback.*`` with why; `previous_champion` is cleared,
+        so a second rollback cannot bounce back to the version just demoted."""
+        current = self.alias_version(name, CHAMPION)
+        previous = self.alias_version(name, PREVIOUS_CHAMPION)
+        if current is None or previous is None:
+            missing = CHAMPION if current is None else PREVIOUS_CHAMPION
+            raise ValueError(
+                f"{name}: no `{missing}` alias in the registry, so there is nothing to roll back "
+                f"to; a rollback needs a champion promoted over an earlier one"
+            )
+        client = self.client()
+        demoted, restored = str(current.version), str(previous.version)
+        self._tag_version(client, name, demoted, "rollback", reasons)
+        client.set_registered_model_alias(name, CHAMPION, restored)
+        client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+        return demoted, restored
+
     def refuse(self, name: str, version: str | int, reasons: dict[str, str]) -> None:
         """Record why a challenger was NOT promoted; no alias moves."""
         client = self.client()

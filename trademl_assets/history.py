@@ -69,6 +69,45 @@ def promote_passed(
     return pl.DataFrame(rows, schema=CHAMPION_SCHEMA)
 
 
+def rollback_rows(
+    mlflow: MlflowResource,
+    spec: Any,
+    history: pl.DataFrame,
+    lake: Lake,
+    sessions: list[dt.date],
+    reason: str,
+) -> pl.DataFrame:
+    """Move the registry's `champion` back to `previous_champion` and the history rows that
+    make it the champion as of each of `sessions` (scoring reads the history, not the alias):
+    the restored version's run and model URI come from the rows that registered it."""
+    if not sessions:
+        raise ValueError(f"{spec.name}: a rollback needs a session")
+    demoted, restored = mlflow.rollback(spec.name, {"reason": reason, "as_of": str(sessions[0])})
+    known = history.filter(pl.col("version") == restored)
+    if known.height == 0:
+        rows = model_rows(lake, spec.model_key)
+        known = rows.filter(pl.col("version") == restored)
+    if known.height == 0:
+        raise ValueError(
+            f"{spec.name}: v{restored} is `previous_champion` in the registry but neither "
+            f"{spec.champion_key} nor {spec.model_key} in the lake records it"
+        )
+    last = known.row(-1, named=True)
+    return pl.DataFrame(
+        [
+            {
+                "date": d,
+                "version": restored,
+                "previous_champion": demoted,
+                "run_id": last["run_id"],
+                "model_uri": last["model_uri"],
+            }
+            for d in sessions
+        ],
+        schema=CHAMPION_SCHEMA,
+    )
+
+
 def champion_history(lake: Lake, champion_asset: str) -> pl.DataFrame:
     """Every promotion recorded by `champion_asset`, oldest first."""
     keys = lake.partitions(champion_asset)

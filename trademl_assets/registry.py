@@ -6,8 +6,9 @@ import dagster as dg
 
 from trademl.config import ConfigError, Settings
 from trademl_assets import equities, forecasts, linear, offline_rl, policy, stacker
+from trademl_assets.champion import champion_asset
 from trademl_assets.partitions import SETTINGS
-from trademl_assets.sleeves import SleeveSpec, champion_asset, model_assets, scores_asset
+from trademl_assets.sleeves import SleeveSpec, model_assets, scores_asset
 
 #: Every alpha sleeve a config may name (stacker.sleeves, router.fallback_weights).
 ALPHA_NAMES = ("equities_lgbm", "equities_catboost", "linear", "forecasts")

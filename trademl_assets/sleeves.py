@@ -7,8 +7,9 @@ entry in `trademl_assets.registry`; these factories turn it into assets:
 - `model_assets`: `<model_asset>` (one row per as-of session: version, verdict, metrics) and,
   for alpha sleeves, `<sleeve>_oof` (the out-of-fold predictions with their split layout);
   a non-blocking `promotion_gate` check: a refusal is a verdict, the run still succeeds.
-- `champion_asset`: `<sleeve>_champion`, the promotion history; it moves `champion` for the
-  rows whose gate passed and is skipped (no materialization) when none did.
+- `champion_asset` (`trademl_assets.champion`): `<sleeve>_champion`, the promotion history;
+  it moves `champion` for the rows whose gate passed and is skipped (no materialization)
+  when none did, or rolls it back to `previous_champion` (`trademl_jobs.rollback`).
 - `scores_asset`: `<sleeve>_scores`, the champion's scores as of each session (role
   ``champion``) and the challenger's, when it is another version (role ``challenger``, for
   the shadow books).
@@ -24,7 +25,6 @@ from typing import Any, Literal
 import dagster as dg
 import polars as pl
 
-from resources.lake import LakeResource
 from resources.mlflow import MlflowResource
 from resources.settings import SettingsResource
 from trademl.config import Settings
@@ -38,7 +38,6 @@ from trademl_assets.history import (
     champion_as_of,
     champion_history,
     model_rows,
-    promote_passed,
 )
 from trademl_assets.metadata import figure_metadata, frame_metadata
 from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
@@ -311,39 +310,6 @@ def _same_training(previous: pl.DataFrame, as_of: dt.date, key: str | None) -> d
         & pl.col("version").is_not_null()
     )
     return hit.row(-1, named=True) if hit.height else None
-
-
-def champion_asset(spec: SleeveSpec) -> dg.AssetsDefinition:
-    """`<sleeve>_champion`: moves `champion` to the versions whose gate passed (the old one
-    keeps `previous_champion`); skipped when none did; its partitions are the history."""
-
-    @dg.asset(
-        name=spec.champion_key,
-        partitions_def=SESSIONS,
-        backfill_policy=SINGLE_RUN,
-        group_name=spec.group,
-        io_manager_key="lake",
-        ins={"model": dg.AssetIn(spec.model_key)},
-        metadata={"partition_column": "date"},
-        kinds={"mlflow"},
-        output_required=False,
-        description=f"Moves `champion` of `{spec.name}` to the version that passed its gate.",
-    )
-    def _champion(
-        context: dg.AssetExecutionContext,
-        model: pl.DataFrame,
-        mlflow: MlflowResource,
-        lake_store: LakeResource,
-    ) -> Iterator[dg.Output[pl.DataFrame]]:
-        ok = model.filter(pl.col("passed_gate") & pl.col("version").is_not_null())
-        if ok.height == 0:
-            context.log.info(f"{spec.name}: no version passed its gate; `champion` stays")
-            return
-        history = champion_history(lake_store.lake, spec.champion_key)
-        out = promote_passed(context, ok, mlflow, spec.name, history)
-        yield dg.Output(out, metadata={"champion": out.get_column("version")[-1]})
-
-    return _champion
 
 
 def scores_asset(spec: SleeveSpec) -> dg.AssetsDefinition:

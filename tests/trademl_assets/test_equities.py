@@ -15,12 +15,13 @@ from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from tests.trademl_assets.conftest import RANGE_END, RANGE_START
 from trademl.validation.layout import SplitLayout
+from trademl_assets.champion import champion_asset
 from trademl_assets.data import bars
 from trademl_assets.equities import equities_spec
 from trademl_assets.features import features
 from trademl_assets.labels import labels
 from trademl_assets.partitions import SESSIONS
-from trademl_assets.sleeves import champion_asset, model_assets, scores_asset
+from trademl_assets.sleeves import model_assets, scores_asset
 
 KEYS = SESSIONS.get_partition_keys()[:300]
 SPEC = equities_spec("lgbm")

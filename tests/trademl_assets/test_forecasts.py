@@ -15,11 +15,12 @@ from resources.lake import Lake, LakeIOManager, LakeResource
 from resources.mlflow import CHAMPION, MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.validation.layout import SplitLayout
+from trademl_assets.champion import champion_asset
 from trademl_assets.data import bars
 from trademl_assets.features import features
 from trademl_assets.forecasts import SPEC, oos_signals
 from trademl_assets.partitions import FEATURE_WINDOW, SESSIONS
-from trademl_assets.sleeves import champion_asset, model_assets, scores_asset
+from trademl_assets.sleeves import model_assets, scores_asset
 from trademl_jobs.definitions import defs
 
 KEYS = SESSIONS.get_partition_keys()

@@ -15,13 +15,14 @@ from resources.lake import Lake, LakeIOManager, LakeResource
 from resources.mlflow import CHAMPION, MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl_assets import policy, portfolio, report, shadow, stacker
+from trademl_assets.champion import champion_asset
 from trademl_assets.data import bars
 from trademl_assets.equities import equities_spec
 from trademl_assets.execution import orders
 from trademl_assets.features import features
 from trademl_assets.labels import labels
 from trademl_assets.partitions import SESSIONS
-from trademl_assets.sleeves import champion_asset, model_assets, scores_asset
+from trademl_assets.sleeves import model_assets, scores_asset
 from trademl_jobs.definitions import defs
 
 KEYS = SESSIONS.get_partition_keys()[:330]
