@@ -21,6 +21,7 @@ from trademl.models.forecasts.promotion import decide
 from trademl.models.forecasts.sleeve import QUALITY, forecast_oof, quality_metrics, xs_rank
 from trademl.models.sleeve import NotTrainable, Trained
 from trademl.params import forecast_params
+from trademl_assets.k8s import gpu_step_tags
 from trademl_assets.metadata import frame_metadata
 from trademl_assets.partitions import (
     FORECAST_HISTORY,
@@ -52,6 +53,7 @@ def _inputs(
     group_name="forecasts",
     io_manager_key="lake",
     pool="gpu",
+    op_tags=gpu_step_tags(),
     ins={"bars": dg.AssetIn(**HISTORY), "features": dg.AssetIn(**HISTORY)},
     metadata={"partition_column": "date"},
     kinds={"pytorch"},

@@ -39,6 +39,7 @@ from trademl_assets.history import (
     champion_history,
     model_rows,
 )
+from trademl_assets.k8s import gpu_step_tags
 from trademl_assets.metadata import figure_metadata, frame_metadata
 from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
 from trademl_assets.sleeve_steps import (
@@ -140,6 +141,8 @@ def model_assets(spec: SleeveSpec) -> dg.AssetsDefinition:
         partitions_def=SESSIONS,
         backfill_policy=SINGLE_RUN,
         pool=spec.pool,
+        # on Kubernetes a `gpu` step's pod asks for a GPU on a GPU node (configs/k8s.yaml)
+        op_tags=gpu_step_tags() if spec.pool == "gpu" else None,
         can_subset=False,
         required_resource_keys={"settings", "mlflow", "lake_store"},
         check_specs=[

@@ -64,7 +64,10 @@ def executor_for(env: str) -> dg.ExecutorDefinition:
             "TRADEML_ENV=prod runs a pod per step and needs dagster-k8s: "
             "pip install 'trademl[prod]'"
         ) from exc
-    return k8s_job_executor
+    from trademl_assets.k8s import k8s_settings, validate_executor_config
+
+    cfg = validate_executor_config(k8s_settings()["executor"], "configs/k8s.yaml executor")
+    return k8s_job_executor.configured(cfg)
 
 
 def resources_for(settings: Settings) -> dict[str, object]:
