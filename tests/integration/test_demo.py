@@ -114,14 +114,19 @@ def test_planted_market_promotes_sleeves_and_the_stacker_and_trades_its_book(tmp
         assert where in out
 
 
-def test_noise_market_promotes_nothing_anywhere_and_trades_the_fallback(tmp_path):
-    summary, _, out = _demo(
-        tmp_path,
+@pytest.fixture(scope="module")
+def noise_demo(tmp_path_factory):
+    return _demo(
+        tmp_path_factory.mktemp("noise"),
         mode="noise",
         reversal="0.0",
         promotion="{min_path_sharpe: 1.0, max_drawdown: 0.20, min_dsr: 0.95, max_pbo: 0.05}",
         stacker="{}",
     )
+
+
+def test_noise_market_promotes_nothing_anywhere_and_trades_the_fallback(noise_demo):
+    summary, _, out = noise_demo
     for name, sleeve in summary["sleeves"].items():
         assert not sleeve["promoted"], (name, sleeve)
         assert sleeve["why"], name  # every refusal says why
@@ -191,3 +196,40 @@ def test_your_own_files_run_as_of_their_last_session_with_one_command(tmp_path):
     assert "universe_sufficient" in summary["qc_detail"]
     # a past session's orders are planned and halted, never sent late
     assert set(summary["orders"]["status"]) == {"halted"}
+
+
+def test_the_ui_shows_the_graph_an_asset_s_metadata_and_a_refused_gate_s_reasons(noise_demo):
+    """Headless Chromium on `dagster dev` over the noise demo's home: the asset graph, a
+    partitioned asset's page with its metadata, and the refused promotion gate's check page
+    with the bars that failed — as a person sees them (screenshots kept beside the home)."""
+    from tests.integration.ui import chromium, dagster_dev, render
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed and cannot be (apt-get needs root)")
+    summary, home, _ = noise_demo
+    env = {
+        **os.environ,
+        "TRADEML_HOME": str(home),
+        "TRADEML_CONFIG": str(home.parent / f"{home.name}.yaml"),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "TRADEML_ENV": "local",
+    }
+    shots = home / "screens"
+    shots.mkdir()
+    session = summary["session"]
+    with dagster_dev(env, home / "dagster-dev.log") as base:
+        graph = render(browser, f"{base}/asset-groups", shots / "graph.png")
+        assert {"data", "features", "portfolio", "sizing", "execution"} <= set(graph.split())
+        catalog = render(browser, f"{base}/assets", shots / "catalog.png")
+        assert {"alpha_scores", "backtest", "bars"} <= set(catalog.split())  # the first rows
+        page = render(
+            browser, f"{base}/assets/target_weights?partition={session}", shots / "tw.png"
+        )
+        assert "target_weights" in page and "Partitions" in page
+        assert "rows" in page  # the materialization's metadata
+        gate = render(browser, f"{base}/assets/equities_lgbm_model?view=checks", shots / "gate.png")
+        assert "promotion_gate" in gate
+        assert "fails" in gate  # the failed bars, each with its value and threshold
+    for png in ("graph.png", "catalog.png", "tw.png", "gate.png"):
+        assert (shots / png).stat().st_size > 10_000

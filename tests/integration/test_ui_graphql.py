@@ -6,28 +6,19 @@ group, always."""
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.integration.test_cli import REPO
+from tests.integration.ui import BIN, dagster_dev
 
 pytestmark = pytest.mark.integration
 
 SMALL = "extends: local\ndata: {symbols: 20, seed: 5}\n"
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _query(url: str, query: str, variables: dict | None = None) -> dict:
@@ -106,37 +97,9 @@ def server(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    port = _free_port()
-    log = (tmp_path / "dagster-dev.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-3000:]
-            try:
-                if _query(url, "{ version }").get("version"):
-                    break
-            except (requests.RequestException, AssertionError):
-                pass
-            assert time.monotonic() < deadline, "dagster dev did not answer in 240 s"
-            time.sleep(2)
-        yield url, latest, tmp_path / "dagster-dev.log"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
+    log = tmp_path / "dagster-dev.log"
+    with dagster_dev(env, log) as base:
+        yield f"{base}/graphql", latest, log
 
 
 def test_graphql_lists_the_graph_and_a_daily_run_of_the_latest_session_succeeds(server):
