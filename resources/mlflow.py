@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from resources.lake import read_versions
+from resources.mlflow_home import rehome
 from resources.mlflow_run import TrackedRun, _codes, _mlflow, _status
 from resources.mlflow_secrets import _check_mapping, check_not_secret
 from trademl.lake import READ_TAG
@@ -60,7 +61,11 @@ class MlflowResource(dg.ConfigurableResource):
         return f"{url}?partition={partition}" if partition else url
 
     def client(self) -> MlflowClient:
-        """A client bound to the configured stores (never to process-global MLflow state)."""
+        """A client bound to the configured stores (never to process-global MLflow state); a
+        sqlite store copied or moved with its home is first pointed at its own artifacts."""
+        database = self._sqlite_path()
+        if database is not None:
+            rehome(database)
         return _mlflow().MlflowClient(
             tracking_uri=self.tracking_uri, registry_uri=self._registry_uri()
         )
@@ -68,8 +73,8 @@ class MlflowResource(dg.ConfigurableResource):
     def _registry_uri(self) -> str:
         return self.registry_uri or self.tracking_uri
 
-    def _artifact_location(self) -> str | None:
-        """`mlartifacts/<experiment>` beside a sqlite db; the store's default otherwise."""
+    def _sqlite_path(self) -> Path | None:
+        """The sqlite tracking database's file, None for any other store."""
         if not self.tracking_uri.startswith("sqlite:"):
             return None
         from sqlalchemy.engine import make_url
@@ -77,8 +82,15 @@ class MlflowResource(dg.ConfigurableResource):
         database = make_url(self.tracking_uri).database
         if not database or database == ":memory:":
             return None
+        return Path(database).resolve()
+
+    def _artifact_location(self) -> str | None:
+        """`mlartifacts/<experiment>` beside a sqlite db; the store's default otherwise."""
+        database = self._sqlite_path()
+        if database is None:
+            return None
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.experiment).strip("._") or "experiment"
-        return (Path(database).resolve().parent / "mlartifacts" / slug).as_uri()
+        return (database.parent / "mlartifacts" / slug).as_uri()
 
     def _experiment_id(self, client: MlflowClient) -> str:
         """Id of the configured experiment, created on first use (safe against a racing creator)."""
