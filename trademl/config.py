@@ -486,6 +486,13 @@ class AutomationConfig(_Strict):
     sizing_window: int = Field(60, ge=5)
     #: Retrain a sizing sleeve when that contribution's t-stat falls below this.
     sizing_t_floor: float = -2.0
+    #: Input drift: the recent `drift_window` sessions of features against the
+    #: `drift_reference` sessions before them; the alpha sleeves retrain when more than
+    #: `drift_share` of the features have a PSI above `drift_psi`.
+    drift_window: int = Field(20, ge=5)
+    drift_reference: int = Field(252, ge=20)
+    drift_psi: float = Field(0.25, gt=0.0)
+    drift_share: float = Field(0.25, ge=0.0, le=1.0)
 
 
 class MlflowConfig(_Strict):

@@ -17,6 +17,7 @@ import polars as pl
 from resources.lake import Lake, LakeError, LakeResource
 from resources.settings import SettingsResource
 from trademl.config import Settings
+from trademl.data.drift import feature_drift
 from trademl.data.files import DataSourceError, FilesSource
 from trademl.data.sources import open_source
 from trademl.data.watch import changes, dumps, loads
@@ -71,6 +72,29 @@ def sizing_quality(lake: Lake, spec: SleeveSpec, s: Settings, keys: list[str]) -
     return (t, n) if n >= len(keys) // 2 else (float("nan"), 0)
 
 
+def input_drift(lake: Lake, s: Settings, keys: list[str]) -> str | None:
+    """Why the features drifted (recent window vs the reference before it), or None: more
+    than `automation.drift_share` of them with a PSI above `automation.drift_psi`."""
+    a = s.automation
+    recent = keys[-a.drift_window :]
+    reference = keys[-(a.drift_window + a.drift_reference) : -a.drift_window]
+    have = set(lake.partitions("features"))
+    recent, reference = [k for k in recent if k in have], [k for k in reference if k in have]
+    if len(recent) < a.drift_window // 2 or len(reference) < a.drift_reference // 2:
+        return None
+    now = lake.scan("features", recent).collect()
+    cols = [c for c, t in now.schema.items() if t.is_numeric()]
+    psis = feature_drift(lake.scan("features", reference).select(cols).collect(), now, cols)
+    drifted = {c: v for c, v in psis.items() if v > a.drift_psi}
+    if not psis or len(drifted) <= a.drift_share * len(psis):
+        return None
+    worst = max(drifted, key=drifted.__getitem__)
+    return (
+        f"inputs drifted: {len(drifted)} of {len(psis)} features with PSI > {a.drift_psi} "
+        f"(worst {worst}: {drifted[worst]:.2f})"
+    )
+
+
 def _selection(spec: SleeveSpec) -> list[dg.AssetKey]:
     keys = [spec.model_key, *([spec.oof_key] if spec.kind == "alpha" else []), spec.champion_key]
     return [dg.AssetKey(k) for k in keys]
@@ -87,8 +111,9 @@ def sleeve_retrain_sensor(
     """Per sleeve, a retrain as of the latest session when its live quality fell below its
     floor: an alpha sleeve's (and the stacker's) live rank IC < `equities.live_ic_floor`
     over `equities.live_ic_window` sessions; a sizing sleeve's live contribution t-stat <
-    `automation.sizing_t_floor` over `automation.sizing_window`. One request per sleeve and
-    session (cursor: the session each sleeve was last asked for)."""
+    `automation.sizing_t_floor` over `automation.sizing_window`. The alpha sleeves and the
+    stacker also retrain when their inputs drift (`input_drift`). One request per sleeve
+    and session (cursor: the session each sleeve was last asked for)."""
     s = settings.get()
     lake = lake_store.lake
     asked: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
@@ -96,6 +121,11 @@ def sleeve_retrain_sensor(
     latest = all_keys[-1]
     requests, notes = [], []
     specs = [*ALPHA, *([STACKER] if STACKER else []), *SIZING]
+    drift = None
+    try:
+        drift = input_drift(lake, s, all_keys)
+    except LakeError as exc:
+        notes.append(f"input drift: {exc}")
     for spec in specs:
         if asked.get(spec.name) == latest:
             notes.append(f"{spec.name}: already asked for {latest}")
@@ -110,9 +140,15 @@ def sleeve_retrain_sensor(
         except LakeError as exc:
             notes.append(f"{spec.name}: {exc}")
             continue
-        if n == 0 or not value < floor:
+        decayed = n > 0 and value < floor
+        if not decayed and (spec.kind == "sizing" or drift is None):
             notes.append(f"{spec.name}: {what} {value:.3f} over {n} sessions (floor {floor})")
             continue
+        reason = (
+            f"{spec.name}: {what} {value:.3f} < {floor} ({n} sessions)"
+            if decayed
+            else f"{spec.name}: {drift}"
+        )
         asked[spec.name] = latest
         job = sizing_train_job if spec.kind == "sizing" else alpha_train_job
         requests.append(
@@ -121,9 +157,7 @@ def sleeve_retrain_sensor(
                 job_name=job.name,
                 asset_selection=_selection(spec),
                 partition_key=latest,
-                tags={
-                    "trademl/reason": f"{spec.name}: {what} {value:.3f} < {floor} ({n} sessions)"
-                },
+                tags={"trademl/reason": reason},
             )
         )
     context.log.info("; ".join(notes) or "no sleeve checked")

@@ -81,6 +81,35 @@ def test_a_decayed_alpha_sleeve_alone_is_retrained_once_per_session(tmp_path):
     assert isinstance(again, dg.SkipReason) and "already asked" in again.skip_message
 
 
+def _features(shift: float) -> tuple[pl.DataFrame, list[str]]:
+    """Two features over the drift windows; the recent 20 sessions shifted by `shift` σ."""
+    keys = KEYS[-(20 + 252) :]
+    rng = np.random.default_rng(2)
+    rows = []
+    for i, k in enumerate(keys):
+        d = dt.date.fromisoformat(k)
+        move = shift if i >= len(keys) - 20 else 0.0
+        for j in range(30):
+            rows.append((d, f"S{j:02d}", rng.normal() + move, rng.normal() + move))
+    return pl.DataFrame(rows, schema=["date", "symbol", "mom_20", "rvol_20"], orient="row"), keys
+
+
+def test_drifted_inputs_retrain_every_alpha_sleeve_and_stable_ones_do_not(tmp_path):
+    from trademl_assets.registry import ALPHA, STACKER
+
+    feats, keys = _features(1.5)
+    Lake(tmp_path / "lake").write_partitions("features", feats, keys, "date")
+    result = sleeve_retrain_sensor(_ctx(tmp_path))
+    names = {r.run_key.split("-")[1] for r in result.run_requests}
+    assert names == {sp.name for sp in [*ALPHA, *([STACKER] if STACKER else [])]}
+    assert all(
+        "inputs drifted: 2 of 2 features" in r.tags["trademl/reason"] for r in result.run_requests
+    )
+    stable, _ = _features(0.0)
+    Lake(tmp_path / "ok" / "lake").write_partitions("features", stable, keys, "date")
+    assert isinstance(sleeve_retrain_sensor(_ctx(tmp_path / "ok")), dg.SkipReason)
+
+
 def _sized_book(sign: float) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Bars of 10 names and a book whose sizes lean against (sign −1) or with (+1) the
     return each session then earned."""
