@@ -8,7 +8,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import requests
 import yaml
 
 from tests.integration.test_cli import REPO
+from tests.integration.ui import debian_install, free_port
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -27,23 +27,10 @@ BIN = Path(sys.executable).parent
 
 def _pg_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "postgresql"],
-            env=env,
-            capture_output=True,
-            timeout=900,
-        )
+    if not found:
+        debian_install("postgresql")
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -68,7 +55,7 @@ def postgres():
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         _as_postgres(
             [
@@ -175,7 +162,7 @@ def test_a_partition_runs_on_dagster_postgres_storage_from_the_prod_config(postg
 def test_mlflow_server_on_postgres_tracks_registers_and_promotes(postgres, tmp_path):
     from resources.mlflow import CHAMPION, MlflowResource
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             str(BIN / "mlflow"),

@@ -72,18 +72,23 @@ def dagster_dev(env: dict[str, str], log: Path) -> Iterator[str]:
                 proc.wait(timeout=30)
 
 
+def debian_install(package: str) -> None:
+    """`apt-get install` a Debian package for a test that needs its server or program; a
+    no-op unless root (the test then skips, saying what is missing)."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", package], env=env, capture_output=True, timeout=900
+    )
+
+
 def chromium() -> str | None:
     """Headless Chromium's binary; installed from Debian's packages when absent (as root)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            env=env,
-            capture_output=True,
-            timeout=900,
-        )
+    if found is None:
+        debian_install("chromium")
         found = shutil.which("chromium") or next(iter(glob.glob("/usr/bin/chromium*")), None)
     return found
 

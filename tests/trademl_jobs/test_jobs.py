@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -48,9 +49,11 @@ def test_reconciliation_runs_after_the_orders_executed():
     assert req.partition_key == "2025-04-17"
 
 
-def test_executor_wiring_per_deployment():
+def test_executor_wiring_per_deployment(monkeypatch):
     assert executor_for("local") is dg.in_process_executor
     assert executor_for("gpu").name == "multiprocess"
+    assert executor_for("prod").name == "k8s"  # dagster-k8s is a dev dependency
+    monkeypatch.setitem(sys.modules, "dagster_k8s", None)  # an install without the prod extra
     with pytest.raises(RuntimeError, match="dagster-k8s"):
         executor_for("prod")
 
