@@ -70,6 +70,8 @@ def _home(symbols: int, years: int) -> tuple[dict[str, str], list[str]]:
         "TRADEML_CONFIG": str(cfg),
         "DAGSTER_HOME": str(home / "dagster"),
     }
+    # as a user runs it: Python writes the repository's bytecode once, not compiles it per start
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-m", "trademl_jobs.instance"], env=env, check=True, cwd=ROOT)
     return env, keys
 

@@ -74,3 +74,26 @@ def test_a_range_runs_events_are_one_batch_and_read_back_as_dagsters_own(
     assert batches == [len(DAYS.get_partition_keys())]  # one batch, only in the custom storage
     assert results[True] == results[False]
     assert len(results[True][0]) == len(DAYS.get_partition_keys())
+
+
+def test_engines_are_kept_for_a_few_shards_and_a_wipe_closes_them(tmp_path):
+    """Many runs read through one storage keep at most `_KEEP_ENGINES` engines open (a
+    long-lived webserver), every run's events read back, and a wipe leaves none behind."""
+    from trademl_jobs import event_log
+
+    with _instance(tmp_path / "i", custom=True) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, BatchedSqliteEventLogStorage)
+        runs = [
+            dg.materialize([ranged], instance=instance, partition_key=k).run_id
+            for k in DAYS.get_partition_keys()[: event_log._KEEP_ENGINES + 3]
+        ]
+        assert len(storage._engines) <= event_log._KEEP_ENGINES
+        for run_id in runs:  # reading the evicted runs' shards reopens them
+            assert any(e.is_dagster_event for e in instance.all_logs(run_id))
+        assert len(storage._engines) <= event_log._KEEP_ENGINES
+        storage.wipe()
+        assert set(storage._engines) <= {"index"}  # no run shard's file is held open
+        assert dg.materialize(
+            [ranged], instance=instance, partition_key=DAYS.get_partition_keys()[0]
+        ).success

@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from trademl.backtest.engine import BacktestResult
-from trademl.validation.metrics import dsr_from_returns, max_drawdown, psr, sharpe
+from trademl.validation.metrics import dsr_from_returns, max_drawdown, moments, psr, sharpe
 
 __all__ = ["performance_metrics"]
 
@@ -62,8 +61,7 @@ def performance_metrics(
     hit = float((moved > 0).mean()) if moved.size else nan
 
     sr1 = sharpe(r, periods_per_year=1.0)
-    skew = float(stats.skew(r)) if n >= 3 and r.std() > 0 else nan
-    kurt = float(stats.kurtosis(r, fisher=False)) if n >= 3 and r.std() > 0 else nan
+    skew, kurt = moments(r) if n >= 3 and r.std() > 0 else (nan, nan)
     p = psr(sr1, n, skew, kurt) if n >= 3 else nan
     if n_trials == 1:
         var_sr: float | np.ndarray = 0.0

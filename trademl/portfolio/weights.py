@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.special import ndtri
 
 __all__ = ["PortfolioParams", "enforce_caps", "forecast_vol", "kelly_weights", "target_weights"]
 
@@ -184,6 +183,8 @@ def target_weights(
     )
     u = ((df.get_column("rank") - 0.5) / df.get_column("n")).fill_null(0.5).to_numpy()
     sig_np = df.get_column("sigma").fill_null(np.nan).to_numpy()
+    from scipy.special import ndtri  # here: scipy costs every CLI start otherwise
+
     z = ndtri(u)
     kelly = kelly_weights(p.ic * sig_np * z, sig_np, p.kelly_fraction)
     kelly = np.where(df.get_column("valid").to_numpy(), kelly, 0.0)

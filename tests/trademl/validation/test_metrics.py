@@ -257,3 +257,19 @@ def test_calibration_constant_predictor_and_edges() -> None:
         brier_score([1.2], [1])
     with pytest.raises(ValueError):
         brier_score([0.2], [2])
+
+
+def test_moments_match_scipy_and_a_hand_worked_series():
+    """Biased skewness and non-excess kurtosis, as scipy.stats' defaults compute them."""
+    from scipy import stats
+
+    from trademl.validation.metrics import moments
+
+    # [1, 2, 3, 10]: mean 4, deviations (-3, -2, -1, 6): m2 = 12.5, m3 = 45, m4 = 348.5
+    skew, kurt = moments(np.array([1.0, 2.0, 3.0, 10.0]))
+    assert skew == pytest.approx(45 / 12.5**1.5)
+    assert kurt == pytest.approx(348.5 / 12.5**2)
+    r = np.random.default_rng(3).standard_t(4, size=500)
+    assert moments(r) == pytest.approx((stats.skew(r), stats.kurtosis(r, fisher=False)))
+    assert all(np.isnan(moments(np.array([1.0, 1.0, 1.0]))))
+    assert all(np.isnan(moments(np.array([1.0, 2.0]))))

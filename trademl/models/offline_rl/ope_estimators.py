@@ -19,8 +19,9 @@ its numerator, 0, instead of 0/0; NaN is never masked and propagates to every es
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -408,9 +409,10 @@ def bootstrap_replicates(
     """Every estimator on the data and on `n_boot` bootstrap resamples of whole episodes.
 
     counts : optional (B, M) episode multiplicities in order of the episodes' first appearance
-        (for tests); by default `bootstrap_counts` seeded by `seed`, drawn in blocks of
-        ≈ 4 M cells so memory stays bounded (the block size depends on M only, so a seed
-        always gives the same replicates).
+        (for tests); by default `bootstrap_counts` drawn in blocks of ≈ 4 M cells so memory
+        stays bounded, each block from its own stream spawned from `seed` and the blocks
+        spread over the cores (the block size depends on M only, so a seed always gives the
+        same replicates, on any number of cores).
     """
     layout = episode_layout(episode)
     cols = _columns(layout, reward, rho, q_taken, v, gamma)
@@ -420,12 +422,25 @@ def bootstrap_replicates(
         counts = np.asarray(counts, dtype=np.float64)
         if counts.ndim != 2 or counts.shape[1] != m:
             raise ValueError(f"bootstrap: counts {counts.shape} must be (B, {m})")
-        blocks: Any = [counts[:, np.argsort(layout.appearance)]]  # columns by rank
+        given = _estimates(layout, cols, counts[:, np.argsort(layout.appearance)])  # by rank
+        return Replicates(point, given, cols.final_weight)
+    size = max(1, _BOOT_CELLS // max(m, 1))
+    starts = range(0, n_boot, size)
+    # one stream per block, spawned from `seed`: the replicates depend on the seed and the
+    # block size (a function of M) only, not on how many threads draw them
+    streams = np.random.SeedSequence(seed).spawn(len(starts))
+
+    def block(i: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(streams[i])
+        return _estimates(layout, cols, bootstrap_counts(m, min(size, n_boot - starts[i]), rng))
+
+    # the draws, the counting and the products release the GIL: blocks run on every core
+    workers = min(len(starts), os.cpu_count() or 1)
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(block, range(len(starts))))
     else:
-        rng = np.random.default_rng(seed)
-        size = max(1, _BOOT_CELLS // max(m, 1))
-        blocks = (bootstrap_counts(m, min(size, n_boot - b0), rng) for b0 in range(0, n_boot, size))
-    parts = [_estimates(layout, cols, c) for c in blocks]
+        parts = [block(i) for i in range(len(starts))]
     reps = {k: np.concatenate([p[k] for p in parts]) for k in point}
     return Replicates(point, reps, cols.final_weight)
 
