@@ -37,9 +37,7 @@ def k8s_settings() -> dict[str, Any]:
     return data
 
 
-def validate_step_config(
-    cfg: dict[str, Any], where: str, *, schema: bool = True
-) -> dict[str, Any]:
+def validate_step_config(cfg: dict[str, Any], where: str, *, schema: bool = True) -> dict[str, Any]:
     """`cfg` as dagster-k8s reads a step's pod settings; raises naming the bad key.
 
     schema : also parse it with dagster-k8s (where installed). Off where the definitions
