@@ -448,7 +448,11 @@ class OfflineRLConfig(_Strict):
     episode: Literal["session", "week", "month"] = "session"
     #: Sessions of logged trajectories a policy as of d learns from and is judged on.
     train_sessions: int = Field(504, ge=20)
-    algo: Literal["cql", "iql"] = "cql"
+    #: cql or iql; dt (a Decision Transformer) is an optional challenger: return-conditioned
+    #: behaviour cloning, so it needs one-decision episodes (`episode: session`).
+    algo: Literal["cql", "iql", "dt"] = "cql"
+    #: dt: the return it is asked for, as a quantile of the logged rewards.
+    dt_target_quantile: float = Field(0.9, gt=0.0, lt=1.0)
     #: CQL's conservatism on rewards scaled so the largest is `reward_headroom`.
     cql_alpha: float = Field(0.01, ge=0.0)
     reward_headroom: float = Field(2.5, gt=0.0)
@@ -475,6 +479,11 @@ class OfflineRLConfig(_Strict):
                 f"offline_rl.buckets {self.buckets}: with action participation they are "
                 "participation rates in (0, 1] ending at 1.0 (trade to the target), e.g. "
                 "[0.25, 0.5, 1.0]"
+            )
+        if self.algo == "dt" and self.episode != "session":
+            raise ValueError(
+                f"offline_rl.algo dt with episode {self.episode}: the decision transformer is "
+                "conditioned on one decision's return; set offline_rl.episode: session"
             )
         return self
 

@@ -170,4 +170,5 @@ def offline_rl_params(s: Settings) -> OfflineRLParams:
         seed=o.seed,
         cql_alpha=o.cql_alpha,
         reward_headroom=o.reward_headroom,
+        dt_target_quantile=o.dt_target_quantile,
     )

@@ -24,7 +24,11 @@ Algorithms
     distribution, its mean can land between buckets; the nearest-bucket rule is the
     documented projection, not a learned discrete policy.
 
-Both see rewards multiplied by ``reward_scale`` (default: 1 / std of the logged rewards, so
+``"dt"``
+    An optional challenger: d3rlpy's `DiscreteDecisionTransformer`, return-conditioned
+    behaviour cloning over one-decision episodes (`decision_transformer`).
+
+All see rewards multiplied by ``reward_scale`` (default: 1 / std of the logged rewards, so
 the CQL ``alpha`` and the IQL ``weight_temp`` mean the same thing whatever the units of the
 reward); `TrainedPolicy.q_values` divides it back out. Observations are standardized by a
 `StandardObservationScaler` fitted on the data (it is part of the saved and exported policy).
@@ -64,7 +68,7 @@ __all__ = [
 ]
 
 
-ALGOS: tuple[str, ...] = ("cql", "iql")
+ALGOS: tuple[str, ...] = ("cql", "iql", "dt")
 
 #: Per-algorithm config defaults (d3rlpy config fields), tuned on standardized rewards for
 #: small sizing MDPs: d3rlpy's own defaults (CQL ``alpha=1``, ``target_update_interval=8000``,
@@ -167,6 +171,7 @@ class TrainedPolicy:
     seed, n_steps, batch_size : how it was trained.
     hyper : the d3rlpy config overrides passed to `train_policy`.
     metrics : the last epoch's training losses (for MLflow).
+    target_return : ``"dt"`` only: the scaled return-to-go R* it is conditioned on.
     """
 
     algo: Algo
@@ -179,6 +184,7 @@ class TrainedPolicy:
     batch_size: int
     hyper: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    target_return: float | None = None
 
     @property
     def n_actions(self) -> int:
@@ -207,6 +213,11 @@ class TrainedPolicy:
         x = self._obs(obs)
         if x.shape[0] == 0:
             return np.zeros(0, np.int64)
+        if self.algo == "dt":
+            from trademl.models.offline_rl.decision_transformer import dt_logits
+
+            assert self.target_return is not None
+            return dt_logits(self.learner, x, self.target_return).argmax(axis=1)
         with quiet():
             out = self.learner.predict(x)
         if self.algo == "cql":
@@ -240,6 +251,8 @@ class TrainedPolicy:
         -------
         (N, K) float64.
         """
+        if self.algo == "dt":
+            raise ValueError("dt: a decision transformer has no critic; judge it with OPE")
         x = self._obs(obs)
         n = x.shape[0]
         out = np.zeros((n, self.n_actions))
@@ -267,6 +280,7 @@ class TrainedPolicy:
             "batch_size": self.batch_size,
             "hyper": {k: v for k, v in self.hyper.items() if _jsonable(v)},
             "metrics": self.metrics,
+            "target_return": self.target_return,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -317,6 +331,7 @@ def load_policy(directory: str | Path, *, device: str = "cpu:0") -> TrainedPolic
         batch_size=int(meta["batch_size"]),
         hyper=dict(meta.get("hyper", {})),
         metrics=dict(meta.get("metrics", {})),
+        target_return=meta.get("target_return"),
     )
 
 
@@ -331,6 +346,7 @@ def train_policy(
     hidden_units: Sequence[int] = (64, 64),
     reward_scale: float | Literal["std"] = "std",
     threads: int | None = None,
+    dt_target_quantile: float = 0.9,
     **hyper: Any,
 ) -> TrainedPolicy:
     """Train a discrete CQL or IQL sizing policy on logged transitions.
@@ -351,6 +367,7 @@ def train_policy(
     hidden_units : widths of the MLP encoders (Q-network; IQL actor, critics and value).
     reward_scale : factor applied to rewards; ``"std"`` = 1 / their standard deviation.
     threads : torch intra-op threads while training (restored afterwards); None leaves it.
+    dt_target_quantile : ``"dt"`` only: R* is this quantile of the logged rewards.
     **hyper : d3rlpy config fields overriding `DEFAULTS` (e.g. ``alpha``, ``gamma``,
         ``weight_temp``, ``expectile``, ``learning_rate``).
 
@@ -375,8 +392,16 @@ def train_policy(
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError("offline RL: reward_scale must be positive")
     d3rlpy = import_d3rlpy()
-    dataset = build_mdp_dataset(data, algo, reward_scale=scale)
-    config = _config(algo, data, batch_size, hidden_units, hyper)
+    target = None
+    if algo == "dt":
+        from trademl.models.offline_rl import decision_transformer as dtm
+
+        dataset = dtm.dt_dataset(data, reward_scale=scale)
+        config = dtm.dt_config(batch_size, hidden_units, hyper)
+        target = dtm.target_return(data, dt_target_quantile, scale)
+    else:
+        dataset = build_mdp_dataset(data, algo, reward_scale=scale)
+        config = _config(algo, data, batch_size, hidden_units, hyper)
     with _seeded(seed, threads), quiet():
         learner = config.create(device=device)
         history = learner.fit(
@@ -398,4 +423,5 @@ def train_policy(
         batch_size=batch_size,
         hyper={"hidden_units": list(hidden_units), **hyper},
         metrics=metrics,
+        target_return=target,
     )

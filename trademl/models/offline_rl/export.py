@@ -8,7 +8,8 @@ wrapped in a small ``nn.Module`` that turns the output into a bucket index, and 
 the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``).
 
 The ONNX graph: input ``obs`` float32 (N, d), output ``action`` int64 (N,) — the bucket
-index, for CQL the argmax of the Q-values, for IQL the bucket nearest the actor's multiplier
+index, for CQL the argmax of the Q-values, for the Decision Transformer the argmax of its
+action logits given R*, for IQL the bucket nearest the actor's multiplier
 (float32 ``argmin |size − bucket|``, ties → lower index, as `algos.nearest_bucket`). Metadata
 ``trademl.buckets`` / ``trademl.algo`` / ``trademl.obs_dim`` travel in the model so serving can
 check them (`serving.OnnxBucketPolicy`).
@@ -84,9 +85,15 @@ def export_onnx(policy: TrainedPolicy, path: str | Path | None = None) -> bytes:
         tmp = Path(tmp_dir)
         with quiet():
             learner = _cpu_learner(policy, tmp)
-            learner.save_policy(str(tmp / "policy.pt"))
-            script = torch.jit.load(str(tmp / "policy.pt"), map_location="cpu")
-            head = _bucket_head(script, policy)
+            if policy.algo == "dt":  # traced: R*, the scaler and the transformer, greedy
+                from trademl.models.offline_rl.decision_transformer import onnx_head
+
+                assert policy.target_return is not None
+                head = onnx_head(learner, policy.target_return)
+            else:
+                learner.save_policy(str(tmp / "policy.pt"))
+                script = torch.jit.load(str(tmp / "policy.pt"), map_location="cpu")
+                head = _bucket_head(script, policy)
             buf = io.BytesIO()
             torch.onnx.export(
                 head,

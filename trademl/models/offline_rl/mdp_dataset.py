@@ -11,7 +11,7 @@ import numpy as np
 from trademl.models.offline_rl.data import Transitions
 from trademl.models.offline_rl.quiet_d3rlpy import import_d3rlpy, quiet
 
-Algo = Literal["cql", "iql"]
+Algo = Literal["cql", "iql", "dt"]
 
 
 def nearest_bucket(size: np.ndarray, buckets: Sequence[float]) -> np.ndarray:

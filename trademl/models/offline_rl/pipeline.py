@@ -33,7 +33,7 @@ __all__ = ["Judged", "OfflineRLParams", "fit_policy", "judge", "split_log"]
 class OfflineRLParams:
     """Training and gate settings (see `trademl.config.OfflineRLConfig`)."""
 
-    algo: Literal["cql", "iql"] = "cql"
+    algo: Literal["cql", "iql", "dt"] = "cql"
     n_steps: int = 2000
     batch_size: int = 256
     gamma: float = 0.9
@@ -49,6 +49,8 @@ class OfflineRLParams:
     #: Huber loss's quadratic region, so Q estimates means — the loss penalty skews rewards,
     #: and a Huber fit in its linear region would learn medians and miss the tail it prices.
     reward_headroom: float = 2.5
+    #: dt: the return it is asked for, as a quantile of the logged rewards.
+    dt_target_quantile: float = 0.9
 
 
 @dataclass
@@ -84,8 +86,9 @@ def split_log(
 def fit_policy(
     train: pl.DataFrame, cfg: RewardConfig, params: OfflineRLParams, *, device: str = "cpu:0"
 ) -> Any:
-    """CQL / IQL (d3rlpy, the `rl` extra) on the training log, rewards scaled by
-    `reward_headroom`; returns the trained policy (export it with `export.export_onnx`)."""
+    """CQL / IQL / the Decision Transformer (d3rlpy, the `rl` extra) on the training log,
+    rewards scaled by `reward_headroom`; returns the trained policy (export it with
+    `export.export_onnx`)."""
     from trademl.models.offline_rl.algos import train_policy
 
     data = to_transitions(train, cfg.buckets, cfg.state)
@@ -101,6 +104,7 @@ def fit_policy(
         seed=params.seed,
         device=device,
         threads=1,
+        dt_target_quantile=params.dt_target_quantile,
         reward_scale=params.reward_headroom / peak if peak > 0 else 1.0,
         **hyper,
     )

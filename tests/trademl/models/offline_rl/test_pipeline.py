@@ -123,3 +123,28 @@ def test_cql_learns_the_known_sizing_and_the_gate_promotes_its_onnx_policy():
     calm = obs[:, VOL] < 0.02
     sizes = served.sizes(obs)
     assert sizes[calm].mean() > sizes[~calm].mean() + 0.5  # size falls as vol rises
+
+
+def test_the_decision_transformer_challenger_is_judged_like_the_others_and_refused_here():
+    """The optional Decision Transformer through the same path (fit → ONNX → OPE + replay).
+    On this log a high return is mostly a volatile name's luck, not the size taken, so
+    conditioning on one teaches it nothing beyond the baseline's habit: it sizes calm and
+    volatile names alike and the gate refuses it (Paster et al. 2022 on return-conditioned
+    policies in stochastic environments)."""
+    from trademl.models.offline_rl.export import export_onnx
+    from trademl.models.offline_rl.pipeline import fit_policy
+    from trademl.models.offline_rl.serving import OnnxBucketPolicy
+    from trademl.models.offline_rl.trajectories import to_transitions
+
+    cfg = dataclasses.replace(CFG, episode="session")
+    train, test = split_log(known_sizing_log(cfg=cfg), test_frac=PARAMS.test_frac, lag=1)
+    policy = fit_policy(train, cfg, dataclasses.replace(PARAMS, algo="dt", n_steps=800))
+    served = OnnxBucketPolicy(export_onnx(policy), cfg.buckets)
+    assert served.algo == "dt"
+    judged = judge(served.actions, served.probs, test, cfg, PARAMS)
+    assert not judged.decision.promote
+    assert np.isfinite(judged.metrics["ope_dr"])
+    obs = to_transitions(test, cfg.buckets).obs
+    calm = obs[:, VOL] < 0.02
+    sizes = served.sizes(obs)
+    assert abs(sizes[calm].mean() - sizes[~calm].mean()) < 0.5  # not the rule CQL learns
