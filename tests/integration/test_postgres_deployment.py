@@ -20,6 +20,7 @@ import yaml
 
 from tests.integration.test_cli import REPO
 from tests.integration.ui import debian_install, free_port
+from tests.s3server import moto_s3
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -160,9 +161,19 @@ def test_a_partition_runs_on_dagster_postgres_storage_from_the_prod_config(postg
 
 
 def test_mlflow_server_on_postgres_tracks_registers_and_promotes(postgres, tmp_path):
+    """As prod runs it: runs and registry in PostgreSQL, artifacts proxied by the server to
+    an object store (moto's S3 here) — the client needs no object-store credentials."""
+    import boto3
+
+    with moto_s3("mlflow") as s3:
+        _mlflow_on_postgres_and_s3(postgres, tmp_path, s3, boto3.client("s3"))
+
+
+def _mlflow_on_postgres_and_s3(postgres, tmp_path, s3, bucket) -> None:
     from resources.mlflow import CHAMPION, MlflowResource
 
     port = free_port()
+    server_env = {**os.environ, **s3, "MLFLOW_S3_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"]}
     server = subprocess.Popen(
         [
             str(BIN / "mlflow"),
@@ -173,11 +184,13 @@ def test_mlflow_server_on_postgres_tracks_registers_and_promotes(postgres, tmp_p
             str(port),
             "--backend-store-uri",
             f"postgresql+psycopg2://trademl@127.0.0.1:{postgres}/mlflow",
-            "--default-artifact-root",
-            (tmp_path / "artifacts").as_uri(),
+            "--serve-artifacts",
+            "--artifacts-destination",
+            "s3://mlflow/artifacts",
             "--workers",
             "1",
         ],
+        env=server_env,
         stdout=(tmp_path / "mlflow.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -210,6 +223,12 @@ def test_mlflow_server_on_postgres_tracks_registers_and_promotes(postgres, tmp_p
         got = client.get_run(run_id)
         assert got.info.status == "FINISHED" and got.data.metrics["ic"] == 0.05
         assert got.data.tags["dagster.run_id"] == "r1"
+        # the artifact went through the server to the object store, and reads back
+        assert got.info.artifact_uri.startswith("mlflow-artifacts:/"), got.info.artifact_uri
+        keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="mlflow")["Contents"]]
+        assert any(k.endswith(f"{run_id}/artifacts/model/model.txt") for k in keys), keys
+        local = client.download_artifacts(run_id, "model/model.txt", str(tmp_path))
+        assert Path(local).read_text() == "weights"
         # the rows live in PostgreSQL, not in a local file
         psql = _pg_bin() / "psql"
         rows = subprocess.run(

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from tests.s3server import moto_s3
 from trademl.lake import Lake
 
 _WRITER = """
@@ -28,52 +27,10 @@ for i in range(5):  # five commits, one session each, racing the other writer
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            os.path.join(os.path.dirname(sys.executable), "moto_server"),
-            "-H",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-        for _ in range(100):
-            try:
-                client.create_bucket(Bucket="lake")
-                break
-            except Exception:  # the server is still starting
-                time.sleep(0.1)
+def s3() -> Iterator[dict[str, str]]:
+    with moto_s3("lake") as env:
         yield env
-    finally:
-        server.terminate()
-        server.wait(10)
-        for k, v in saved.items():
-            os.environ.pop(k, None)
-            if v is not None:
-                os.environ[k] = v
 
 
 def test_tables_on_s3_commit_replace_and_time_travel(s3):
