@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from trademl_assets.sleeves import SleeveSpec
 
 
+#: A model partition of the latest session materialized on its own (from the launchpad, say)
+#: → the champion decision of that session follows, once. Declarative: Dagster's `eager`
+#: (the latest session only, never while the model is missing or running, and not again
+#: until the model changes), evaluated by `champion_automation_sensor`. A training job that
+#: runs the champion itself leaves nothing to do; a backfill of past sessions never fires it.
+CHAMPION_FOLLOWS_MODEL = dg.AutomationCondition.eager()
+
+
 class ChampionConfig(dg.Config):
     """Run config of a champion asset (the launchpad or `trademl_jobs.rollback`)."""
 
@@ -42,6 +50,7 @@ def champion_asset(spec: "SleeveSpec") -> dg.AssetsDefinition:
         metadata={"partition_column": "date"},
         kinds={"mlflow"},
         output_required=False,
+        automation_condition=CHAMPION_FOLLOWS_MODEL,
         description=f"Moves `champion` of `{spec.name}` to the version that passed its gate "
         "(or, with `rollback: true`, back to `previous_champion`).",
     )

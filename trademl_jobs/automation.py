@@ -249,3 +249,16 @@ def new_files_sensor(
 def _sessions_between(first: dt.date, last: dt.date) -> list[str]:
     """The partition keys from `first` to `last` (both ISO-comparable), clipped to SESSIONS."""
     return [k for k in SESSIONS.get_partition_keys() if str(first) <= k <= str(last)]
+
+
+#: Evaluates the champions' automation condition (`trademl_assets.champion`) — off until
+#: turned on, like every sensor here.
+champion_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "champion_automation_sensor",
+    target=dg.AssetSelection.assets(
+        *[sp.champion_key for sp in (*ALPHA, *SIZING, *([STACKER] if STACKER else []))]
+    ),
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="A model of the latest session materialized on its own → its champion "
+    "decision follows (Dagster's eager condition on every `<sleeve>_champion`).",
+)

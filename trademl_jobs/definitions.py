@@ -27,6 +27,7 @@ from trademl_assets import (
 from trademl_assets.partitions import SETTINGS
 from trademl_assets.registry import ALPHA, SIZING, STACKER, sleeve_assets
 from trademl_jobs.automation import (
+    champion_automation_sensor,
     new_files_sensor,
     promotion_rescore_sensor,
     sleeve_retrain_sensor,
@@ -134,6 +135,7 @@ defs = dg.Definitions(
         sleeve_retrain_sensor,
         promotion_rescore_sensor,
         new_files_sensor,
+        champion_automation_sensor,
     ],
     resources=resources_for(SETTINGS),
     executor=executor_for(SETTINGS.env),

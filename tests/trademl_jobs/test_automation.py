@@ -295,3 +295,46 @@ def test_files_sensor_round_trip_red_blocks_then_restored_files_are_ingested_gre
     made = {e.asset_key.to_user_string() for e in green.get_asset_materialization_events()}
     assert "features" in made
     assert isinstance(new_files_sensor(ctx(back.cursor)), dg.SkipReason)
+
+
+def test_a_model_of_the_latest_session_brings_its_champion_once_and_a_past_one_does_not():
+    """The champions' declarative condition, ticked as the automation sensor ticks it: a
+    model materialized alone for the latest session requests that session's champion once;
+    a past session's model (a backfill) requests nothing; a newer model requests it again,
+    and a run that materialized both leaves nothing to do."""
+    model, champion = dg.AssetKey("equities_lgbm_model"), dg.AssetKey("equities_lgbm_champion")
+    keys = SESSIONS.get_partition_keys()
+    latest, past = keys[-1], keys[-30]
+    selection = dg.AssetSelection.assets(champion)
+
+    def tick(instance, cursor):
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=cursor
+        )
+        requested = (
+            sorted(result.get_requested_partitions(champion)) if result.total_requested else []
+        )
+        return requested, result.cursor
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        requested, cursor = tick(instance, None)
+        assert requested == []  # nothing trained yet: nothing to follow
+        instance.report_runless_asset_event(dg.AssetMaterialization(model, partition=past))
+        requested, cursor = tick(instance, cursor)
+        assert requested == []
+        instance.report_runless_asset_event(dg.AssetMaterialization(model, partition=latest))
+        requested, cursor = tick(instance, cursor)
+        assert requested == [latest]
+        requested, cursor = tick(instance, cursor)
+        assert requested == []  # not twice
+        instance.report_runless_asset_event(dg.AssetMaterialization(champion, partition=latest))
+        requested, cursor = tick(instance, cursor)
+        assert requested == []  # the champion ran: handled
+        instance.report_runless_asset_event(dg.AssetMaterialization(model, partition=latest))
+        requested, cursor = tick(instance, cursor)
+        assert requested == [latest]
+        both = [dg.AssetMaterialization(k, partition=latest) for k in (model, champion)]
+        for event in both:  # a training job runs the model and its champion together
+            instance.report_runless_asset_event(event)
+        requested, cursor = tick(instance, cursor)
+        assert requested == []

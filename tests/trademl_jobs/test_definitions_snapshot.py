@@ -56,6 +56,9 @@ def snapshot() -> dict[str, object]:
             "deps": deps,
             "checks": sorted(checks.get(key, [])),
             "partition_column": node.metadata.get("partition_column"),
+            "automation": node.automation_condition.get_label()
+            if node.automation_condition
+            else None,
         }
     repo = defs.get_repository_def()
     return {
