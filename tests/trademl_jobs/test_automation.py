@@ -282,6 +282,12 @@ def test_files_sensor_round_trip_red_blocks_then_restored_files_are_ingested_gre
     assert "features" not in {
         e.asset_key.to_user_string() for e in red.get_asset_materialization_events()
     }  # blocked downstream
+    # training's other input is blocked too, in a later run of its own: the labels of that
+    # week refuse the RED sessions (and say what to do)
+    refused = _run(resources, week, ("labels",))
+    assert not refused.success
+    (failure,) = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "RED in quality control" in failure.step_failure_data.user_failure_data.description
 
     # restore the file: the sensor asks again for that month, and it is GREEN
     original.write_parquet(path)
@@ -295,6 +301,7 @@ def test_files_sensor_round_trip_red_blocks_then_restored_files_are_ingested_gre
     made = {e.asset_key.to_user_string() for e in green.get_asset_materialization_events()}
     assert "features" in made
     assert isinstance(new_files_sensor(ctx(back.cursor)), dg.SkipReason)
+    assert _run(resources, week, ("labels",)).success  # training's inputs are unblocked
 
 
 def test_a_model_of_the_latest_session_brings_its_champion_once_and_a_past_one_does_not():
