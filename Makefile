@@ -15,7 +15,7 @@ export DAGSTER_HOME ?= $(TRADEML_HOME)/dagster
 export DAGSTER_EVENT_BATCH_SIZE ?= 10000
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 
-.PHONY: install install-dev demo test lint format dev bench mlflow clean
+.PHONY: install install-dev demo test lint format dev bench mlflow serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ dev: install
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run
+
+# the training service on 127.0.0.1:8000 (needs TRADEML_API_TOKEN, and `make dev` running)
+serve: install
+	$(BIN)/python -m trademl_service
 
 mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(TRADEML_HOME)/mlflow.db \

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
+    from trademl.config import Settings
+
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -44,6 +46,17 @@ class MlflowResource(dg.ConfigurableResource):
     #: The MLflow and Dagster UIs' addresses, for links between assets and runs (both ways).
     ui_url: str = "http://127.0.0.1:5000"
     dagster_url: str = "http://127.0.0.1:3000"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MlflowResource:
+        """The tracking store, registry, experiment and UI links the settings name."""
+        return cls(
+            tracking_uri=settings.mlflow_tracking_uri,
+            registry_uri=settings.mlflow.registry_uri,
+            experiment=settings.mlflow.experiment,
+            ui_url=settings.mlflow.ui_url,
+            dagster_url=settings.mlflow.dagster_url,
+        )
 
     def run_url(self, run_id: str) -> str:
         """The MLflow UI page of a run."""
@@ -334,6 +347,21 @@ class MlflowResource(dg.ConfigurableResource):
             ):
                 return None
             raise
+
+    def version_tagged(self, name: str, key: str, value: str) -> ModelVersion | None:
+        """The newest version of `name` whose tag `key` is `value` (None: none, or no model)."""
+        if "'" in value or "`" in key:
+            raise ValueError(f"version_tagged: bad tag {key!r}={value!r}")
+        found = self.client().search_model_versions(f"name='{name}' and tags.`{key}`='{value}'")
+        return max(found, key=lambda v: int(v.version)) if found else None
+
+    def tag_version(self, name: str, version: str | int, tags: Mapping[str, object]) -> None:
+        """Set plain tags on a registered version (checked: no secret values)."""
+        values = {k: str(v) for k, v in tags.items()}
+        _check_mapping("model version tag", values)
+        client = self.client()
+        for key, value in values.items():
+            client.set_model_version_tag(name, str(version), key, value)
 
     def promote(
         self, name: str, version: str | int, reasons: dict[str, str], *, move_alias: bool = True

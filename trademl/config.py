@@ -488,6 +488,36 @@ class OfflineRLConfig(_Strict):
         return self
 
 
+class LSTMPromotionConfig(_Strict):
+    """The LSTM forecaster's bars (`trademl.models.forecasts.lstm.lstm_decision`)."""
+
+    #: Validation MSE must be below the zero baseline's × (1 − min_gain).
+    min_gain: float = Field(0.002, ge=0.0, lt=1.0)
+    #: t-stat of the per-week rank IC on the validation weeks.
+    min_ic_t: float = 2.0
+
+
+class LSTMConfig(_Strict):
+    """The LSTM weekly-return forecaster, trained as yearly snapshots (`lstm_snapshot`) and
+    through the training service (`POST /train/lstm`)."""
+
+    #: Daily returns a sequence reads and the forward sessions it predicts the return of.
+    seq_len: int = Field(60, ge=5)
+    horizon: int = Field(5, ge=1)
+    hidden: int = Field(32, ge=1)
+    layers: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    batch_size: int = Field(256, ge=8)
+    max_epochs: int = Field(40, ge=1)
+    patience: int = Field(5, ge=1)
+    #: The last share of the weeks validates (chronological split, scaler fit before it).
+    val_frac: float = Field(0.2, gt=0.0, lt=1.0)
+    #: Years of history a snapshot trains on, ending at its year end.
+    train_years: int = Field(10, ge=1)
+    seed: int = 0
+    promotion: LSTMPromotionConfig = LSTMPromotionConfig()
+
+
 class AutomationConfig(_Strict):
     """What the retrain sensors call decay (alpha sleeves use `equities.live_ic_*`)."""
 
@@ -543,6 +573,7 @@ class Settings(_Strict):
     forecasts: ForecastsConfig = ForecastsConfig()
     policy: PolicyConfig = PolicyConfig()
     offline_rl: OfflineRLConfig = OfflineRLConfig()
+    lstm: LSTMConfig = LSTMConfig()
     automation: AutomationConfig = AutomationConfig()
     mlflow: MlflowConfig = MlflowConfig()
     storage: StorageConfig = StorageConfig()

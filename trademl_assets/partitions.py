@@ -131,3 +131,27 @@ PER_SESSION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 def sessions_of(keys: Sequence[str]) -> list[dt.date]:
     """Partition keys → session dates (keys are produced by SESSIONS, so they are sessions)."""
     return [dt.date.fromisoformat(k) for k in keys]
+
+
+#: Yearly snapshots of the sequence forecasters (`lstm_snapshot`): the key is the year
+#: ("2024"); a year's partition exists once the year has ended.
+SNAPSHOT_YEARS = dg.TimeWindowPartitionsDefinition(
+    start=str(SETTINGS.partitions_start.year),
+    fmt="%Y",
+    cron_schedule="0 0 1 1 *",
+    timezone=str(CALENDAR.tz),
+)
+
+
+def snapshot_sessions(key: str, years: int) -> list[dt.date]:
+    """Sessions a snapshot for year `key` trains on: the `years` calendar years ending with
+    that year, from the partitions' start (its last session is the year's last session)."""
+    year = int(key)
+    start = max(dt.date(year - years + 1, 1, 1), SETTINGS.partitions_start)
+    return CALENDAR.sessions_in_range(start, dt.date(year, 12, 31))
+
+
+def snapshot_window(key: str, years: int) -> tuple[str, str]:
+    """(first, last) session of `snapshot_sessions`, as the version key records them."""
+    sessions = snapshot_sessions(key, years)
+    return sessions[0].isoformat(), sessions[-1].isoformat()

@@ -23,6 +23,7 @@ from trademl_assets import (
     portfolio,
     report,
     shadow,
+    snapshots,
 )
 from trademl_assets.partitions import SETTINGS
 from trademl_assets.registry import ALPHA, SIZING, STACKER, sleeve_assets
@@ -37,6 +38,7 @@ from trademl_jobs.jobs import (
     alpha_train_job,
     daily_job,
     daily_schedule,
+    lstm_train_job,
     reconciliation_job,
     reconciliation_schedule,
     rescore_job,
@@ -90,13 +92,7 @@ def resources_for(settings: Settings) -> dict[str, object]:
             allow_live=settings.execution.allow_live,
             dry_run_equity=settings.execution.capital,
         ),
-        "mlflow": MlflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            registry_uri=settings.mlflow.registry_uri,
-            experiment=settings.mlflow.experiment,
-            ui_url=settings.mlflow.ui_url,
-            dagster_url=settings.mlflow.dagster_url,
-        ),
+        "mlflow": MlflowResource.from_settings(settings),
     }
 
 
@@ -111,6 +107,7 @@ ASSETS = [
     shadow.shadow_books,
     report.daily_report,
     offline_rl.rl_trajectories,
+    snapshots.lstm_snapshot,
 ]
 
 defs = dg.Definitions(
@@ -122,6 +119,7 @@ defs = dg.Definitions(
         trade_job,
         reconciliation_job,
         rescore_job,
+        lstm_train_job,
     ],
     schedules=[
         daily_schedule,

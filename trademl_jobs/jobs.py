@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from trademl_assets.partitions import CALENDAR, SESSIONS
+from trademl_assets.partitions import CALENDAR, SESSIONS, SNAPSHOT_YEARS
 from trademl_assets.registry import ALPHA, SIZING, STACKER
 
 #: What a session needs every day: data, features, labels, every sleeve champion's scores,
@@ -78,6 +78,15 @@ rescore_job = dg.define_asset_job(
     partitions_def=SESSIONS,
     description="Re-score a session after a promotion (requested by promotion_rescore_sensor): "
     "sleeve scores, the served alpha, target and sized weights, shadow books; never trades.",
+)
+
+lstm_train_job = dg.define_asset_job(
+    "lstm_train",
+    selection=dg.AssetSelection.assets("lstm_snapshot"),
+    partitions_def=SNAPSHOT_YEARS,
+    description="The LSTM forecaster's snapshot as of a year end (what `POST /train/lstm` "
+    "launches): trained on that window, gated, registered `lstm`; a cached version is "
+    "returned as it is.",
 )
 
 reconciliation_job = dg.define_asset_job(

@@ -1,0 +1,104 @@
+"""The training service as `make serve` runs it, against `dagster dev` as `make dev` runs it,
+over a small synthetic market whose bars were backfilled through the CLI: a request launches
+the `lstm_train` run through GraphQL (202), the run's status comes back until SUCCESS with the
+result schema, the same request is then answered at once from the registry (200, cached, the
+same version — one version in all). Both servers are stopped by their process groups."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.integration.test_cli import REPO
+from tests.integration.ui import BIN, dagster_dev, free_port
+
+pytestmark = pytest.mark.integration
+TOKEN = "integration-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_a_request_trains_once_through_dagster_and_then_answers_from_the_registry(tmp_path):
+    home = tmp_path / "home"
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(
+        "extends: local\ndata: {symbols: 20, seed: 5}\n"
+        "lstm: {train_years: 1, seq_len: 20, hidden: 8, max_epochs: 3, patience: 2,"
+        " batch_size: 64}\n"
+    )
+    env = {
+        **os.environ,
+        "TRADEML_HOME": str(home),
+        "TRADEML_CONFIG": str(cfg),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "TRADEML_ENV": "local",
+    }
+    subprocess.run([sys.executable, "-m", "trademl_jobs.instance"], env=env, cwd=REPO, check=True)
+    probe = (
+        "from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_window; "
+        "y = SNAPSHOT_YEARS.get_last_partition_key(); print(y, *snapshot_window(y, 1))"
+    )
+    year, first, last = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split()
+    backfill = [str(BIN / "dagster"), "asset", "materialize", "-m", "trademl_jobs.definitions"]
+    done = subprocess.run(
+        [*backfill, "--select", "bars", "--partition-range", f"{first}...{last}"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with dagster_dev(env, tmp_path / "dagster-dev.log") as base:
+        port = free_port()
+        log = (tmp_path / "service.log").open("w")
+        service = subprocess.Popen(
+            [sys.executable, "-m", "trademl_service", "--port", str(port)],
+            env={**env, "TRADEML_API_TOKEN": TOKEN, "TRADEML_DAGSTER_URL": base},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(120):
+                assert service.poll() is None, (tmp_path / "service.log").read_text()[-3000:]
+                try:
+                    if requests.get(f"{url}/openapi.json", timeout=2).ok:
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.5)
+            assert requests.post(f"{url}/train/lstm", json={}, timeout=30).status_code == 401
+            launched = requests.post(f"{url}/train/lstm", json={}, headers=AUTH, timeout=60)
+            assert launched.status_code == 202, launched.text
+            body = launched.json()
+            assert body["partition"] == year
+            deadline, status = time.monotonic() + 600, {}
+            while time.monotonic() < deadline:
+                status = requests.get(url + body["status_url"], headers=AUTH, timeout=30).json()
+                if status["status"] in {"SUCCESS", "FAILURE", "CANCELED"}:
+                    break
+                time.sleep(2)
+            assert status["status"] == "SUCCESS", (tmp_path / "dagster-dev.log").read_text()[-4000:]
+            result = status["result"]
+            assert (result["data_window_start"], result["data_window_end"]) == (first, last)
+            assert result["cached"] is False and result["prior_version"] is None
+            assert {"val_mse", "zero_mse", "val_rank_ic"} <= set(result["metrics"])
+            again = requests.post(
+                f"{url}/train/lstm", json={"year": int(year)}, headers=AUTH, timeout=30
+            )
+            assert again.status_code == 200
+            assert again.json() == {**result, "cached": True}
+            models = requests.get(f"{url}/models/lstm", headers=AUTH, timeout=30).json()
+            assert [v["version"] for v in models["versions"]] == [result["version"]]
+        finally:
+            os.killpg(service.pid, signal.SIGTERM)
+            service.wait(timeout=30)
+            log.close()

@@ -1,0 +1,61 @@
+"""What identifies a forecaster snapshot: the version key of (settings, data window, universe,
+code version). The `lstm_snapshot` asset tags the registered version with it and the
+training service looks it up, so the same request never trains twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
+from trademl.config import Settings
+from trademl.models.forecasts.lstm import LSTMParams
+
+__all__ = ["VERSION_KEY_TAG", "code_version", "lstm_params", "version_key"]
+
+#: The registered version's tag holding its version key.
+VERSION_KEY_TAG = "trademl.version_key"
+_SOURCES = ("weekly.py", "lstm.py", "snapshot.py")
+
+
+@cache
+def code_version() -> str:
+    """A hash of the forecaster's own source files: a change to them trains a new version."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def lstm_params(s: Settings, device: str = "cpu") -> LSTMParams:
+    """The LSTM's training settings from the settings file."""
+    c = s.lstm
+    return LSTMParams(
+        seq_len=c.seq_len,
+        horizon=c.horizon,
+        hidden=c.hidden,
+        layers=c.layers,
+        lr=c.lr,
+        batch_size=c.batch_size,
+        max_epochs=c.max_epochs,
+        patience=c.patience,
+        val_frac=c.val_frac,
+        seed=c.seed,
+        device=device,
+    )
+
+
+def version_key(model: str, s: Settings, window: tuple[str, str]) -> str:
+    """The version key of `model` trained on `window` (first and last session): its settings,
+    the data source that defines the universe, the window and the code version."""
+    section = getattr(s, model)
+    payload = {
+        "model": model,
+        "settings": section.model_dump(mode="json"),
+        "data": s.data.model_dump(mode="json"),
+        "window": list(window),
+        "code": code_version(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
