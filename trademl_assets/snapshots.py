@@ -22,7 +22,12 @@ from trademl.models.forecasts.snapshot import VERSION_KEY_TAG, lstm_params, vers
 from trademl.models.forecasts.weekly import weekly_samples
 from trademl.provenance import data_fingerprint
 from trademl_assets.k8s import gpu_step_tags
-from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_sessions, snapshot_window
+from trademl_assets.partitions import (
+    PER_SESSION,
+    SNAPSHOT_YEARS,
+    snapshot_sessions,
+    snapshot_window,
+)
 
 MODEL = "lstm"
 
@@ -50,6 +55,7 @@ def _champion_mse(mlflow: MlflowResource, samples: Any, val_from: str) -> tuple[
 
 @dg.asset(
     partitions_def=SNAPSHOT_YEARS,
+    backfill_policy=PER_SESSION,  # a training snapshot per run: each year its own version
     group_name="forecasts",
     pool="gpu",
     op_tags=gpu_step_tags(),
