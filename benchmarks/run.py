@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
             module="benchmarks.cli_bench",
         )
     )
+    cases.append(
+        Case([], ["service_cached_answer"], args.timeout, module="benchmarks.service_bench")
+    )
     for case in cases:
         run_case(case, extra)
 

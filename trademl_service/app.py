@@ -5,8 +5,9 @@ A training request resolves its partition (a snapshot year; the latest by defaul
 window from the settings, then its version key (settings, window, universe, code version —
 `trademl.models.forecasts.snapshot.version_key`). A version registered under that key is the
 answer at once (200, ``cached: true``); a run already launched for it is answered with its id
-(202); otherwise the `lstm_train` job is launched through Dagster's GraphQL API (202 with the
-run id). `GET /runs/{id}` reports the run's status and, once it succeeded, the result.
+(202); a window without bars is refused (409, naming the backfill); otherwise the
+`lstm_train` job is launched through Dagster's GraphQL API (202 with the run id).
+`GET /runs/{id}` reports the run's status and, once it succeeded, the result.
 """
 
 import secrets
@@ -19,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from resources.mlflow import CHAMPION, MlflowResource
 from trademl.config import Settings, load_settings
+from trademl.lake import Lake, session_keys
 from trademl.models.forecasts.snapshot import VERSION_KEY_TAG, version_key
-from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_window
+from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_sessions, snapshot_window
 from trademl_service.dagster_api import DagsterAPI, DagsterError
 
 #: Models the service trains: name → (the Dagster job, the run tag carrying the version key).
@@ -133,6 +135,16 @@ def create_app(token: str, backend: "Backend") -> FastAPI:
         same = mlflow.version_tagged("lstm", VERSION_KEY_TAG, key)
         if same is not None:
             return result_of(mlflow, "lstm", same, cached=True)
+        sessions = snapshot_sessions(partition, s.lstm.train_years)
+        missing = set(session_keys(sessions)) - set(Lake(s.lake_root).partitions("bars"))
+        if missing:
+            raise HTTPException(
+                409,
+                f"{len(missing)} of the {len(sessions)} sessions of the lstm {partition} window "
+                f"{window[0]}…{window[1]} have no bars; backfill them first: dagster asset "
+                "materialize -m trademl_jobs.definitions --select bars --partition-range "
+                f"{min(missing)}...{max(missing)}",
+            )
         try:
             run_id = backend.dagster.in_flight(KEY_TAG, key) or backend.dagster.launch(
                 MODELS["lstm"], partition, {KEY_TAG: key}

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
 from resources.mlflow import MlflowResource
+from trademl.lake import Lake
 from trademl.models.forecasts.snapshot import VERSION_KEY_TAG, version_key
-from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_window
+from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_sessions, snapshot_window
 from trademl_service.app import KEY_TAG, Backend, create_app
 from trademl_service.dagster_api import RunInfo
 
@@ -49,10 +51,22 @@ class FakeDagster:
 @pytest.fixture
 def service(tmp_path):
     cfg = tmp_path / "svc.yaml"
-    cfg.write_text(f"extends: local\nmlflow: {{tracking_uri: 'sqlite:///{tmp_path}/mlflow.db'}}\n")
+    cfg.write_text(
+        f"extends: local\nmlflow: {{tracking_uri: 'sqlite:///{tmp_path}/mlflow.db'}}\n"
+        f"storage: {{lake_root: {tmp_path / 'lake'}}}\nlstm: {{train_years: 1}}\n"
+    )
     dagster = FakeDagster()
     backend = Backend(dagster, str(cfg))
     return TestClient(create_app(TOKEN, backend)), dagster, backend
+
+
+def _bars(backend: Backend, year: str) -> None:
+    """Bars for every session of the year's window (what training reads)."""
+    sessions = snapshot_sessions(year, backend.settings().lstm.train_years)
+    frame = pl.DataFrame({"date": sessions, "symbol": "AAA", "close": 1.0})
+    Lake(backend.settings().lake_root).write_partitions(
+        "bars", frame, [d.isoformat() for d in sessions], "date"
+    )
 
 
 def _register(backend: Backend, year: str, run_id: str = "") -> str:
@@ -122,8 +136,18 @@ def test_bad_bodies_and_unknown_partitions_are_refused_before_any_launch(service
     assert dagster.launched == []
 
 
+def test_a_window_without_bars_is_refused_with_the_backfill_to_run(service):
+    client, dagster, backend = service
+    refused = client.post("/train/lstm", json={}, headers=AUTH)
+    first, last = snapshot_window(YEAR, backend.settings().lstm.train_years)
+    assert refused.status_code == 409
+    assert f"--select bars --partition-range {first}...{last}" in refused.json()["detail"]
+    assert dagster.launched == []
+
+
 def test_one_launch_per_version_key_then_the_registered_version_at_once(service):
     client, dagster, backend = service
+    _bars(backend, YEAR)
     first = client.post("/train/lstm", json={"year": int(YEAR)}, headers=AUTH)
     assert first.status_code == 202
     body = first.json()
@@ -161,8 +185,11 @@ def test_one_launch_per_version_key_then_the_registered_version_at_once(service)
 def test_other_settings_are_another_version(service, tmp_path):
     client, dagster, backend = service
     _register(backend, YEAR)
+    _bars(backend, YEAR)
     assert client.post("/train/lstm", json={}, headers=AUTH).status_code == 200
     cfg = tmp_path / "svc.yaml"
-    cfg.write_text(cfg.read_text() + "lstm: {hidden: 64}\n")
+    cfg.write_text(
+        cfg.read_text().replace("lstm: {train_years: 1}", "lstm: {train_years: 1, hidden: 64}")
+    )
     assert client.post("/train/lstm", json={}, headers=AUTH).status_code == 202
     assert len(dagster.launched) == 1
