@@ -51,6 +51,10 @@ class DataConfig(_Strict):
     seed: int = 7
     missing_bar_rate: float = Field(0.002, ge=0.0, le=0.5)
     alpha: AlphaConfig = AlphaConfig()
+    #: Extra channels for the sequence forecasters (news sentiment, fundamentals, …): a
+    #: parquet or CSV file in long format — columns date, symbol, channel, value — each value
+    #: known at that session's close. Name them in `patchtst.channels` / `lstm.channels`.
+    channels_path: str | None = None
 
     @field_validator("end")
     @classmethod
@@ -488,8 +492,8 @@ class OfflineRLConfig(_Strict):
         return self
 
 
-class LSTMPromotionConfig(_Strict):
-    """The LSTM forecaster's bars (`trademl.models.forecasts.lstm.lstm_decision`)."""
+class SequencePromotionConfig(_Strict):
+    """A sequence forecaster's bars (`trademl.models.forecasts.sequence.forecaster_decision`)."""
 
     #: Validation MSE must be below the zero baseline's × (1 − min_gain).
     min_gain: float = Field(0.002, ge=0.0, lt=1.0)
@@ -497,15 +501,16 @@ class LSTMPromotionConfig(_Strict):
     min_ic_t: float = 2.0
 
 
-class LSTMConfig(_Strict):
-    """The LSTM weekly-return forecaster, trained as yearly snapshots (`lstm_snapshot`) and
-    through the training service (`POST /train/lstm`)."""
+class SequenceConfig(_Strict):
+    """What the weekly-return sequence forecasters share; each is trained as yearly snapshots
+    (`<model>_snapshot`) and through the training service (`POST /train/<model>`)."""
 
-    #: Daily returns a sequence reads and the forward sessions it predicts the return of.
-    seq_len: int = Field(60, ge=5)
+    #: Sessions a sequence reads and the forward sessions it predicts the return of.
+    seq_len: int = Field(64, ge=8)
     horizon: int = Field(5, ge=1)
-    hidden: int = Field(32, ge=1)
-    layers: int = Field(1, ge=1)
+    #: Input channels: ret, gap, range, volume (from the bars) or extra ones by name
+    #: (`data.channels_path`).
+    channels: list[str] = ["ret"]
     lr: float = Field(1e-3, gt=0.0)
     batch_size: int = Field(256, ge=8)
     max_epochs: int = Field(40, ge=1)
@@ -515,7 +520,44 @@ class LSTMConfig(_Strict):
     #: Years of history a snapshot trains on, ending at its year end.
     train_years: int = Field(10, ge=1)
     seed: int = 0
-    promotion: LSTMPromotionConfig = LSTMPromotionConfig()
+    promotion: SequencePromotionConfig = SequencePromotionConfig()
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("channels: at least one, none twice")
+        return v
+
+
+class LSTMConfig(SequenceConfig):
+    """The LSTM weekly-return forecaster (registered ``lstm``)."""
+
+    seq_len: int = Field(60, ge=8)
+    hidden: int = Field(32, ge=1)
+    layers: int = Field(1, ge=1)
+
+
+class PatchTSTConfig(SequenceConfig):
+    """The multichannel PatchTST forecaster (registered ``patchtst``): OHLCV channels by
+    default, plus any extra channel named here and supplied in `data.channels_path`."""
+
+    channels: list[str] = ["ret", "gap", "range", "volume"]
+    #: Non-overlapping patches of this many sessions (`seq_len` must be a multiple).
+    patch_len: int = Field(8, ge=1)
+    d_model: int = Field(32, ge=4)
+    n_layers: int = Field(4, ge=1)
+    n_heads: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _patches(self) -> PatchTSTConfig:
+        if self.seq_len % self.patch_len:
+            raise ValueError(
+                f"patchtst.seq_len {self.seq_len} must be a multiple of patch_len {self.patch_len}"
+            )
+        if self.d_model % self.n_heads:
+            raise ValueError(f"patchtst.d_model {self.d_model} must divide by n_heads")
+        return self
 
 
 class AutomationConfig(_Strict):
@@ -574,6 +616,7 @@ class Settings(_Strict):
     policy: PolicyConfig = PolicyConfig()
     offline_rl: OfflineRLConfig = OfflineRLConfig()
     lstm: LSTMConfig = LSTMConfig()
+    patchtst: PatchTSTConfig = PatchTSTConfig()
     automation: AutomationConfig = AutomationConfig()
     mlflow: MlflowConfig = MlflowConfig()
     storage: StorageConfig = StorageConfig()

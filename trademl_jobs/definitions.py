@@ -39,6 +39,7 @@ from trademl_jobs.jobs import (
     daily_job,
     daily_schedule,
     lstm_train_job,
+    patchtst_train_job,
     reconciliation_job,
     reconciliation_schedule,
     rescore_job,
@@ -108,6 +109,7 @@ ASSETS = [
     report.daily_report,
     offline_rl.rl_trajectories,
     snapshots.lstm_snapshot,
+    snapshots.patchtst_snapshot,
 ]
 
 defs = dg.Definitions(
@@ -120,6 +122,7 @@ defs = dg.Definitions(
         reconciliation_job,
         rescore_job,
         lstm_train_job,
+        patchtst_train_job,
     ],
     schedules=[
         daily_schedule,

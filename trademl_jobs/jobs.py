@@ -1,9 +1,16 @@
 """Jobs and schedules: the daily session run, the weekly trainings, trading, reconciliation."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from trademl_assets.partitions import CALENDAR, SESSIONS, SNAPSHOT_YEARS
 from trademl_assets.registry import ALPHA, SIZING, STACKER
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 #: What a session needs every day: data, features, labels, every sleeve champion's scores,
 #: the router, the book (target and sized weights), the shadow books, the backtest and the
@@ -80,14 +87,20 @@ rescore_job = dg.define_asset_job(
     "sleeve scores, the served alpha, target and sized weights, shadow books; never trades.",
 )
 
-lstm_train_job = dg.define_asset_job(
-    "lstm_train",
-    selection=dg.AssetSelection.assets("lstm_snapshot"),
-    partitions_def=SNAPSHOT_YEARS,
-    description="The LSTM forecaster's snapshot as of a year end (what `POST /train/lstm` "
-    "launches): trained on that window, gated, registered `lstm`; a cached version is "
-    "returned as it is.",
-)
+
+def _snapshot_job(model: str) -> "UnresolvedAssetJobDefinition":
+    return dg.define_asset_job(
+        f"{model}_train",
+        selection=dg.AssetSelection.assets(f"{model}_snapshot"),
+        partitions_def=SNAPSHOT_YEARS,
+        description=f"The `{model}` forecaster's snapshot as of a year end (what `POST "
+        f"/train/{model}` launches): trained on that window, gated, registered `{model}`; a "
+        "cached version is returned as it is.",
+    )
+
+
+lstm_train_job = _snapshot_job("lstm")
+patchtst_train_job = _snapshot_job("patchtst")
 
 reconciliation_job = dg.define_asset_job(
     "reconciliation",

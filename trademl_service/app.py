@@ -1,12 +1,12 @@
-"""The FastAPI app: POST /train/lstm, GET /runs/{id}, GET /models/{name}; a bearer token on
-every route.
+"""The FastAPI app: POST /train/lstm and /train/patchtst, GET /runs/{id}, GET /models/{name};
+a bearer token on every route.
 
 A training request resolves its partition (a snapshot year; the latest by default) and its
 window from the settings, then its version key (settings, window, universe, code version —
 `trademl.models.forecasts.snapshot.version_key`). A version registered under that key is the
 answer at once (200, ``cached: true``); a run already launched for it is answered with its id
 (202); a window without bars is refused (409, naming the backfill); otherwise the
-`lstm_train` job is launched through Dagster's GraphQL API (202 with the run id).
+`<model>_train` job is launched through Dagster's GraphQL API (202 with the run id).
 `GET /runs/{id}` reports the run's status and, once it succeeded, the result.
 """
 
@@ -25,8 +25,8 @@ from trademl.models.forecasts.snapshot import VERSION_KEY_TAG, version_key
 from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_sessions, snapshot_window
 from trademl_service.dagster_api import DagsterAPI, DagsterError
 
-#: Models the service trains: name → (the Dagster job, the run tag carrying the version key).
-MODELS = {"lstm": "lstm_train"}
+#: Models the service trains: name → the Dagster job that trains its snapshot.
+MODELS = {"lstm": "lstm_train", "patchtst": "patchtst_train"}
 KEY_TAG = "trademl/version_key"
 _BEARER = HTTPBearer(auto_error=False)
 
@@ -116,45 +116,48 @@ def create_app(token: str, backend: "Backend") -> FastAPI:
         return HTTPException(503, str(exc))
 
     @app.post(
-        "/train/lstm",
+        "/train/{model}",
         dependencies=[Depends(authorized)],
         responses={200: {"model": TrainResult}, 202: {"model": Launched}},
     )
-    def train_lstm(req: TrainRequest, response: Response) -> TrainResult | Launched:
+    def train(model: str, req: TrainRequest, response: Response) -> TrainResult | Launched:
+        if model not in MODELS:
+            raise HTTPException(404, f"no model {model!r}; the service trains {sorted(MODELS)}")
         s = backend.settings()
+        years = getattr(s, model).train_years
         keys = SNAPSHOT_YEARS.get_partition_keys()
         partition = str(req.year) if req.year is not None else (keys[-1] if keys else "")
         if partition not in keys:
             shown = f"{keys[0]}…{keys[-1]}" if keys else "none yet"
             raise HTTPException(
-                404, f"no lstm snapshot partition {partition!r}: snapshot years are {shown}"
+                404, f"no {model} snapshot partition {partition!r}: snapshot years are {shown}"
             )
-        window = snapshot_window(partition, s.lstm.train_years)
-        key = version_key("lstm", s, window)
+        window = snapshot_window(partition, years)
+        key = version_key(model, s, window)
         mlflow = backend.mlflow()
-        same = mlflow.version_tagged("lstm", VERSION_KEY_TAG, key)
+        same = mlflow.version_tagged(model, VERSION_KEY_TAG, key)
         if same is not None:
-            return result_of(mlflow, "lstm", same, cached=True)
-        sessions = snapshot_sessions(partition, s.lstm.train_years)
+            return result_of(mlflow, model, same, cached=True)
+        sessions = snapshot_sessions(partition, years)
         missing = set(session_keys(sessions)) - set(Lake(s.lake_root).partitions("bars"))
         if missing:
             raise HTTPException(
                 409,
-                f"{len(missing)} of the {len(sessions)} sessions of the lstm {partition} window "
+                f"{len(missing)} of the {len(sessions)} sessions of the {model} {partition} window "
                 f"{window[0]}…{window[1]} have no bars; backfill them first: dagster asset "
                 "materialize -m trademl_jobs.definitions --select bars --partition-range "
                 f"{min(missing)}...{max(missing)}",
             )
         try:
             run_id = backend.dagster.in_flight(KEY_TAG, key) or backend.dagster.launch(
-                MODELS["lstm"], partition, {KEY_TAG: key}
+                MODELS[model], partition, {KEY_TAG: key}
             )
         except DagsterError as exc:
             raise dagster_down(exc) from exc
         response.status_code = 202
         return Launched(
             run_id=run_id,
-            model="lstm",
+            model=model,
             partition=partition,
             version_key=key,
             status_url=f"/runs/{run_id}",

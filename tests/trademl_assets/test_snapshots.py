@@ -13,7 +13,7 @@ from resources.settings import MarketDataResource, SettingsResource
 from tests.trademl_assets.conftest import run_assets
 from trademl.models.forecasts.snapshot import VERSION_KEY_TAG
 from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_sessions
-from trademl_assets.snapshots import lstm_snapshot
+from trademl_assets.snapshots import lstm_snapshot, patchtst_snapshot
 from trademl_jobs.definitions import defs
 
 YEAR = SNAPSHOT_YEARS.get_last_partition_key()
@@ -30,14 +30,16 @@ def home(tmp_path_factory: pytest.TempPathFactory):
         "extends: local\n"
         "lstm: {train_years: 1, seq_len: 20, hidden: 8, max_epochs: 3, patience: 2,"
         " batch_size: 64}\n"
+        "patchtst: {train_years: 1, seq_len: 16, patch_len: 8, d_model: 8, n_layers: 1,"
+        " n_heads: 2, max_epochs: 2, batch_size: 64}\n"
     )
     return home
 
 
-def _materialize(home) -> dg.ExecuteInProcessResult:
+def _materialize(home, asset=lstm_snapshot) -> dg.ExecuteInProcessResult:
     store = LakeResource(root=str(home / "lake"))
     return dg.materialize(
-        [lstm_snapshot],
+        [asset],
         partition_key=YEAR,
         instance=dg.DagsterInstance.ephemeral(),
         resources={
@@ -50,8 +52,8 @@ def _materialize(home) -> dg.ExecuteInProcessResult:
     )
 
 
-def _meta(result: dg.ExecuteInProcessResult) -> dict:
-    (mat,) = result.asset_materializations_for_node("lstm_snapshot")
+def _meta(result: dg.ExecuteInProcessResult, node: str = "lstm_snapshot") -> dict:
+    (mat,) = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -73,3 +75,11 @@ def test_a_snapshot_registers_once_and_a_rerun_is_cached(home):
     again = _meta(_materialize(home))
     assert again["cached"] is True and str(again["version"]) == first["version"]
     assert len(mlflow.client().search_model_versions("name='lstm'")) == 1
+
+
+def test_patchtst_snapshot_reads_the_ohlcv_channels_and_registers_its_own_model(home):
+    meta = _meta(_materialize(home, patchtst_snapshot), "patchtst_snapshot")
+    assert meta["cached"] is False and meta["channels"] == "ret, gap, range, volume"
+    mlflow = MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    (version,) = mlflow.client().search_model_versions("name='patchtst'")
+    assert version.tags[VERSION_KEY_TAG] == meta["version_key"]

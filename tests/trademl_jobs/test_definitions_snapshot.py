@@ -82,7 +82,7 @@ def test_definitions_match_snapshot():
 
 
 #: Per-session side effects (reports, orders at a broker): one run per session, never a range.
-PER_SESSION = {"daily_report", "orders", "blotter", "lstm_snapshot"}  # side effects, snapshots
+PER_SESSION = {"daily_report", "orders", "blotter", "lstm_snapshot", "patchtst_snapshot"}
 
 
 def test_every_partitioned_asset_can_backfill_in_one_run():

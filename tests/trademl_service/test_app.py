@@ -133,6 +133,10 @@ def test_bad_bodies_and_unknown_partitions_are_refused_before_any_launch(service
     assert unknown.status_code == 404 and "1990" in unknown.json()["detail"]
     assert client.get("/runs/nope", headers=AUTH).status_code == 404
     assert client.get("/models/gpt", headers=AUTH).status_code == 404
+    assert client.post("/train/gpt", json={}, headers=AUTH).status_code == 404
+    assert client.post("/train/ppo_lstm/full", json={}, headers=AUTH).status_code == 404
+    no_bars = client.post("/train/patchtst", json={}, headers=AUTH)
+    assert no_bars.status_code == 409 and "patchtst" in no_bars.json()["detail"]
     assert dagster.launched == []
 
 

@@ -10,13 +10,15 @@ from functools import cache
 from pathlib import Path
 
 from trademl.config import Settings
-from trademl.models.forecasts.lstm import LSTMParams
+from trademl.models.forecasts.sequence import SequenceParams
 
-__all__ = ["VERSION_KEY_TAG", "code_version", "lstm_params", "version_key"]
+__all__ = ["MODELS", "VERSION_KEY_TAG", "code_version", "sequence_params", "version_key"]
 
+#: The sequence forecasters (their settings section and registered name are the same).
+MODELS = ("lstm", "patchtst")
 #: The registered version's tag holding its version key.
 VERSION_KEY_TAG = "trademl.version_key"
-_SOURCES = ("weekly.py", "lstm.py", "snapshot.py")
+_SOURCES = ("weekly.py", "sequence.py", "lstm.py", "patchtst.py", "snapshot.py")
 
 
 @cache
@@ -29,14 +31,19 @@ def code_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def lstm_params(s: Settings, device: str = "cpu") -> LSTMParams:
-    """The LSTM's training settings from the settings file."""
-    c = s.lstm
-    return LSTMParams(
+def sequence_params(model: str, s: Settings, device: str = "cpu") -> SequenceParams:
+    """A sequence forecaster's network and training settings from the settings file."""
+    c = getattr(s, model)
+    own = {
+        k: getattr(c, k)
+        for k in ("hidden", "layers", "patch_len", "d_model", "n_layers", "n_heads")
+        if hasattr(c, k)
+    }
+    return SequenceParams(
+        kind=model,
         seq_len=c.seq_len,
         horizon=c.horizon,
-        hidden=c.hidden,
-        layers=c.layers,
+        n_channels=len(c.channels),
         lr=c.lr,
         batch_size=c.batch_size,
         max_epochs=c.max_epochs,
@@ -44,6 +51,7 @@ def lstm_params(s: Settings, device: str = "cpu") -> LSTMParams:
         val_frac=c.val_frac,
         seed=c.seed,
         device=device,
+        **own,
     )
 
 

@@ -1,11 +1,18 @@
-"""Weekly-return samples for the sequence forecasters (LSTM): each name's last `seq_len`
-daily log returns at a week's last session, and the log return of the `horizon` sessions after.
+"""Weekly-return samples for the sequence forecasters (LSTM, PatchTST): each name's last
+`seq_len` sessions of its channels at a week's last session, and the log return of the
+`horizon` sessions after.
 
-A sample decided at session d (its week's last session) has the input r_{d−seq_len+1..d} and
-the target Σ r_{d+1..d+horizon}, r_s = log(close_s / close_{s−1}). The target is known at the
-close of d + horizon, so a model as of session T trains only on samples whose target ended by T
-(`known` ≤ T): appending later bars never changes them (point in time). A name missing a bar
-in either window has no sample that week.
+A sample decided at session d (its week's last session) has the input channels over sessions
+d−seq_len+1..d and the target Σ r_{d+1..d+horizon}, r_s = log(close_s / close_{s−1}). The
+target is known at the close of d + horizon, so a model as of session T trains only on samples
+whose target ended by T (`known` ≤ T): appending later bars never changes them (point in time).
+A name missing a value in either window has no sample that week.
+
+Channels: from the bars — ``ret`` (log close-to-close return), ``gap`` (log open over the
+previous close), ``range`` (log high over low), ``volume`` (log change of volume) — and any
+extra channel a files source supplies in long format: a table with columns ``date``,
+``symbol``, ``channel`` (its name, e.g. ``sentiment``, ``pe_ratio``) and ``value``, the value
+known at that session's close. A channel asked for and absent is an error naming it.
 """
 
 from __future__ import annotations
@@ -13,18 +20,27 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-__all__ = ["WeeklySamples", "weekly_samples"]
+__all__ = ["BAR_CHANNELS", "WeeklySamples", "read_channels", "weekly_samples"]
+
+#: The channels computed from the bars, and the columns each needs.
+BAR_CHANNELS: dict[str, tuple[str, ...]] = {
+    "ret": ("close",),
+    "gap": ("open", "close"),
+    "range": ("high", "low"),
+    "volume": ("volume",),
+}
 
 
 @dataclass(frozen=True)
 class WeeklySamples:
     """Sequences and targets, in decision-date order (then symbol).
 
-    x : (N, seq_len, 1) float32 daily log returns; y : (N,) float64 forward `horizon`-session
+    x : (N, seq_len, C) float32 channels; y : (N,) float64 forward `horizon`-session
     log return; date : (N,) decision sessions; known : (N,) sessions the target is known at;
     symbol : (N,) names.
     """
@@ -61,41 +77,45 @@ def weekly_samples(
     seq_len: int,
     horizon: int,
     as_of: dt.date | None = None,
+    channels: Sequence[str] = ("ret",),
+    extra: pl.DataFrame | None = None,
 ) -> WeeklySamples:
     """Samples of every name at every week end whose windows fit inside `sessions`.
 
     Parameters
     ----------
-    bars : columns date, symbol, close (the lake's `bars`).
+    bars : columns date, symbol, close (and open, high, low, volume for those channels).
     sessions : the exchange sessions the bars span, ascending (the calendar, so a missing
         bar is a gap, not a shorter week).
     seq_len, horizon : input length and target horizon in sessions.
     as_of : keep only samples whose target is known by then (None: every one).
+    channels : the input channels, in order (module docstring).
+    extra : the long-format extra channels (date, symbol, channel, value).
     """
-    for col in ("date", "symbol", "close"):
+    needed = {"close"} | {c for ch in channels for c in BAR_CHANNELS.get(ch, ())}
+    for col in ("date", "symbol", *sorted(needed)):
         if col not in bars.columns:
             raise ValueError(f"weekly samples: bars lack the column {col!r}")
+    have = set() if extra is None else set(extra.get_column("channel").unique().to_list())
+    for ch in channels:
+        if ch not in BAR_CHANNELS and ch not in have:
+            raise ValueError(
+                f"weekly samples: channel {ch!r} is neither a bar channel "
+                f"({', '.join(BAR_CHANNELS)}) nor in the extra channels ({sorted(have) or 'none'})"
+            )
     days = list(sessions)
-    wide = (
-        bars.select("date", "symbol", pl.col("close").cast(pl.Float64))
-        .pivot(on="symbol", index="date", values="close", aggregate_function="first")
-        .join(pl.DataFrame({"date": days}, schema={"date": pl.Date}), on="date", how="right")
-        .sort("date")
-    )
-    names = np.array(sorted(c for c in wide.columns if c != "date"))
-    close = wide.select(names.tolist()).to_numpy().astype(np.float64) if names.size else None
+    close, names = _wide(bars, "close", days, None)
     empty = WeeklySamples(
-        np.zeros((0, seq_len, 1), np.float32),
+        np.zeros((0, seq_len, len(channels)), np.float32),
         np.zeros(0),
         np.zeros(0, "datetime64[D]"),
         np.zeros(0, "datetime64[D]"),
         np.zeros(0, dtype=object),
     )
-    if close is None or len(days) < seq_len + horizon + 1:
+    if not names.size or len(days) < seq_len + horizon + 1:
         return empty
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.full_like(close, np.nan)
-        r[1:] = np.log(close[1:] / close[:-1])
+    r = _log_change(close, close)
+    inputs = np.stack([_channel(ch, bars, extra, days, names, close, r) for ch in channels], -1)
     day_arr = np.array(days, dtype="datetime64[D]")
     xs, ys, dates, known, syms = [], [], [], [], []
     for t in _week_ends(days):
@@ -103,12 +123,14 @@ def weekly_samples(
             continue
         if as_of is not None and days[t + horizon] > as_of:
             continue
-        window = r[t - seq_len + 1 : t + 1]  # (seq_len, names)
+        window = inputs[t - seq_len + 1 : t + 1]  # (seq_len, names, C)
         fwd = r[t + 1 : t + horizon + 1].sum(axis=0)
-        ok = np.isfinite(window).all(axis=0) & np.isfinite(r[t + 1 : t + horizon + 1]).all(axis=0)
+        ok = np.isfinite(window).all(axis=(0, 2)) & np.isfinite(r[t + 1 : t + horizon + 1]).all(
+            axis=0
+        )
         if not ok.any():
             continue
-        xs.append(window[:, ok].T[:, :, None].astype(np.float32))
+        xs.append(window[:, ok, :].transpose(1, 0, 2).astype(np.float32))
         ys.append(fwd[ok])
         dates.append(np.full(ok.sum(), day_arr[t]))
         known.append(np.full(ok.sum(), day_arr[t + horizon]))
@@ -122,3 +144,98 @@ def weekly_samples(
         np.concatenate(known),
         np.concatenate(syms),
     )
+
+
+CHANNEL_COLUMNS = ("date", "symbol", "channel", "value")
+
+
+def read_channels(
+    path: str | None, channels: Sequence[str], start: dt.date, end: dt.date
+) -> pl.DataFrame | None:
+    """The extra channels among `channels` from the long-format file at `path` (parquet or
+    CSV), rows `start`…`end`; None when every channel comes from the bars."""
+    wanted = [c for c in channels if c not in BAR_CHANNELS]
+    if not wanted:
+        return None
+    if not path:
+        raise ValueError(
+            f"channels {wanted} are not bar channels and data.channels_path is not set; point "
+            "it at a parquet or CSV file with columns date, symbol, channel, value"
+        )
+    if not Path(path).is_file():
+        raise ValueError(f"data.channels_path {path}: no such file")
+    frame = (
+        pl.read_csv(path, try_parse_dates=True) if path.endswith(".csv") else pl.read_parquet(path)
+    )
+    absent = [c for c in CHANNEL_COLUMNS if c not in frame.columns]
+    if absent:
+        raise ValueError(
+            f"{path}: missing columns {absent}; expected long format {list(CHANNEL_COLUMNS)}"
+        )
+    frame = frame.select(
+        pl.col("date").cast(pl.Date),
+        pl.col("symbol").cast(pl.String),
+        pl.col("channel").cast(pl.String),
+        pl.col("value").cast(pl.Float64),
+    ).filter(pl.col("channel").is_in(wanted) & pl.col("date").is_between(start, end))
+    have = set(frame.get_column("channel").unique().to_list())
+    if set(wanted) - have:
+        raise ValueError(
+            f"{path}: no rows for channels {sorted(set(wanted) - have)} between {start} and "
+            f"{end}; add them or drop them from the forecaster's channels"
+        )
+    return frame
+
+
+def _wide(
+    frame: pl.DataFrame, value: str, days: list[dt.date], names: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sessions × names) of `value`, NaN where absent; the names (sorted) it has."""
+    wide = (
+        frame.select("date", "symbol", pl.col(value).cast(pl.Float64))
+        .pivot(on="symbol", index="date", values=value, aggregate_function="first")
+        .join(pl.DataFrame({"date": days}, schema={"date": pl.Date}), on="date", how="right")
+        .sort("date")
+    )
+    cols = np.array(sorted(c for c in wide.columns if c != "date")) if names is None else names
+    out = np.full((len(days), cols.size), np.nan)
+    for j, name in enumerate(cols):
+        if name in wide.columns:
+            out[:, j] = wide.get_column(name).to_numpy()
+    return out, cols
+
+
+def _log_change(now: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """log(now_t / before_{t−1}) per session (NaN on the first and where undefined)."""
+    out = np.full_like(now, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[1:] = np.log(now[1:] / before[:-1])
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def _channel(
+    name: str,
+    bars: pl.DataFrame,
+    extra: pl.DataFrame | None,
+    days: list[dt.date],
+    names: np.ndarray,
+    close: np.ndarray,
+    ret: np.ndarray,
+) -> np.ndarray:
+    """One channel as (sessions × names)."""
+    if name == "ret":
+        return ret
+    if name == "gap":
+        return _log_change(_wide(bars, "open", days, names)[0], close)
+    if name == "range":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.log(_wide(bars, "high", days, names)[0] / _wide(bars, "low", days, names)[0])
+        out[~np.isfinite(out)] = np.nan
+        return out
+    if name == "volume":
+        vol = _wide(bars, "volume", days, names)[0]
+        return _log_change(vol, vol)
+    assert extra is not None
+    rows = extra.filter(pl.col("channel") == name)
+    return _wide(rows, "value", days, names)[0]
