@@ -300,6 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     cases.append(
         Case([], ["service_cached_answer"], args.timeout, module="benchmarks.service_bench")
     )
+    seq = "50x2y" if args.quick else "500x10y"
+    cases.append(
+        Case(
+            ["--quick"] if args.quick else [],
+            [f"lstm_epoch_{seq}", f"patchtst_epoch_{seq}"],
+            args.timeout,
+            module="benchmarks.sequence_bench",
+        )
+    )
     for case in cases:
         run_case(case, extra)
 

@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from tests.integration.test_cli import REPO
-from tests.integration.ui import debian_install, free_port
+from tests.integration.ui import debian_install, free_port, wait_for
 from tests.s3server import moto_s3
 
 pytestmark = pytest.mark.integration
@@ -197,16 +196,7 @@ def _mlflow_on_postgres_and_s3(postgres, tmp_path, s3, bucket) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            assert server.poll() is None, (tmp_path / "mlflow.log").read_text()[-3000:]
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("the MLflow server did not answer in 120 s")
+        wait_for(f"{url}/health", server, tmp_path / "mlflow.log", "the MLflow server")
         mlflow = MlflowResource(tracking_uri=url, experiment="deploy-test")
         with mlflow.start_run(
             asset="bars", partition="2024-01-02", dagster_run_id="r1", data_fingerprint="abc"

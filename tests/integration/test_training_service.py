@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.integration.test_cli import REPO
-from tests.integration.ui import BIN, dagster_dev, free_port
+from tests.integration.ui import backfill_bars, dagster_dev, free_port, home_env, wait_for
 
 pytestmark = pytest.mark.integration
 TOKEN = "integration-token"
@@ -22,21 +22,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_a_request_trains_once_through_dagster_and_then_answers_from_the_registry(tmp_path):
-    home = tmp_path / "home"
-    cfg = tmp_path / "small.yaml"
-    cfg.write_text(
+    env = home_env(
+        tmp_path,
         "extends: local\ndata: {symbols: 20, seed: 5}\n"
         "lstm: {train_years: 1, seq_len: 20, hidden: 8, max_epochs: 3, patience: 2,"
-        " batch_size: 64}\n"
+        " batch_size: 64}\n",
     )
-    env = {
-        **os.environ,
-        "TRADEML_HOME": str(home),
-        "TRADEML_CONFIG": str(cfg),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "TRADEML_ENV": "local",
-    }
-    subprocess.run([sys.executable, "-m", "trademl_jobs.instance"], env=env, cwd=REPO, check=True)
     probe = (
         "from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_window; "
         "y = SNAPSHOT_YEARS.get_last_partition_key(); print(y, *snapshot_window(y, 1))"
@@ -44,16 +35,7 @@ def test_a_request_trains_once_through_dagster_and_then_answers_from_the_registr
     year, first, last = subprocess.run(
         [sys.executable, "-c", probe], env=env, cwd=REPO, check=True, capture_output=True, text=True
     ).stdout.split()
-    backfill = [str(BIN / "dagster"), "asset", "materialize", "-m", "trademl_jobs.definitions"]
-    done = subprocess.run(
-        [*backfill, "--select", "bars", "--partition-range", f"{first}...{last}"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    backfill_bars(env, first, last)
     with dagster_dev(env, tmp_path / "dagster-dev.log") as base:
         port = free_port()
         log = (tmp_path / "service.log").open("w")
@@ -67,14 +49,7 @@ def test_a_request_trains_once_through_dagster_and_then_answers_from_the_registr
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(120):
-                assert service.poll() is None, (tmp_path / "service.log").read_text()[-3000:]
-                try:
-                    if requests.get(f"{url}/openapi.json", timeout=2).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.5)
+            wait_for(f"{url}/openapi.json", service, tmp_path / "service.log", "the service")
             assert requests.post(f"{url}/train/lstm", json={}, timeout=30).status_code == 401
             launched = requests.post(f"{url}/train/lstm", json={}, headers=AUTH, timeout=60)
             assert launched.status_code == 202, launched.text

@@ -5,7 +5,6 @@ latest session launched through GraphQL ends SUCCESS. The server is stopped by i
 group, always."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from tests.integration.test_cli import REPO
-from tests.integration.ui import BIN, dagster_dev
+from tests.integration.ui import backfill_bars, dagster_dev, home_env
 
 pytestmark = pytest.mark.integration
 
@@ -66,17 +65,7 @@ query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }
 
 @pytest.fixture
 def server(tmp_path):
-    home = tmp_path / "home"
-    cfg = tmp_path / "small.yaml"
-    cfg.write_text(SMALL)
-    env = {
-        **os.environ,
-        "TRADEML_HOME": str(home),
-        "TRADEML_CONFIG": str(cfg),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "TRADEML_ENV": "local",
-    }
-    subprocess.run([sys.executable, "-m", "trademl_jobs.instance"], env=env, cwd=REPO, check=True)
+    env = home_env(tmp_path, SMALL)
     probe = [
         sys.executable,
         "-c",
@@ -87,16 +76,7 @@ def server(tmp_path):
         probe, env=env, cwd=REPO, check=True, capture_output=True, text=True
     ).stdout.split()
     # the bars history the latest session's features read, backfilled as a user would
-    backfill = [str(BIN / "dagster"), "asset", "materialize", "-m", "trademl_jobs.definitions"]
-    done = subprocess.run(
-        [*backfill, "--select", "bars", "--partition-range", f"{first}...{before}"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    backfill_bars(env, first, before)
     log = tmp_path / "dagster-dev.log"
     with dagster_dev(env, log) as base:
         yield f"{base}/graphql", latest, log

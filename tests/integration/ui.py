@@ -28,6 +28,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(url: str, proc: subprocess.Popen, log: Path, what: str, seconds: int = 120) -> None:
+    """Poll `url` until it answers 2xx; fail with the end of `log` if `proc` dies first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not answer in {seconds} s"
+        time.sleep(0.5)
+
+
+def home_env(tmp_path: Path, config: str) -> dict[str, str]:
+    """The environment of a fresh local home under `tmp_path` with settings `config`, its
+    Dagster instance file written (as `make dev` does)."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(config)
+    env = {
+        **os.environ,
+        "TRADEML_HOME": str(home),
+        "TRADEML_CONFIG": str(cfg),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "TRADEML_ENV": "local",
+    }
+    subprocess.run([sys.executable, "-m", "trademl_jobs.instance"], env=env, cwd=REPO, check=True)
+    return env
+
+
+def backfill_bars(env: dict[str, str], first: str, last: str) -> None:
+    """A single-run backfill of `bars` over first...last through the Dagster CLI."""
+    cmd = [str(BIN / "dagster"), "asset", "materialize", "-m", "trademl_jobs.definitions"]
+    done = subprocess.run(
+        [*cmd, "--select", "bars", "--partition-range", f"{first}...{last}"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @contextmanager
 def dagster_dev(env: dict[str, str], log: Path) -> Iterator[str]:
     """`dagster dev` (webserver + daemon) as `make dev` runs it; yields its base URL."""

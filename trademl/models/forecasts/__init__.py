@@ -5,6 +5,11 @@ A decision at d's close earns r_{d+lag+1}, so forecasts use h = lag + 1 and keep
 `oos_forecasts` builds the walk-forward OOS frame; `fit_forecasters` / `live_forecasts`
 serve the same models; `ensemble` blends both paths identically.
 
+The weekly-return sequence forecasters the training service trains (the LSTM and the
+multichannel PatchTST, registered `lstm` and `patchtst`, as yearly snapshots) live beside
+them: `weekly` (samples), `sequence` (training, gate, persistence), `lstm`, `patchtst`
+(networks), `snapshot` (version keys).
+
 Names resolve lazily (PEP 562): importing this package, `ensemble` or the params never
 imports neuralforecast/torch (5–10 s); the modules that train import it on use.
 """
