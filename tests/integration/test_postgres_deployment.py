@@ -82,7 +82,7 @@ def postgres():
             time.sleep(0.5)
         else:
             pytest.fail("PostgreSQL did not start in 30 s")
-        for db in ("dagster", "mlflow"):
+        for db in ("dagster", "dagster_gpu", "mlflow"):
             subprocess.run(
                 [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "trademl", db],
                 check=True,
@@ -94,28 +94,40 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_a_partition_runs_on_dagster_postgres_storage_from_the_prod_config(postgres, tmp_path):
-    prod = yaml.safe_load((REPO / "configs" / "dagster.prod.yaml").read_text())
-    storage = prod["storage"]
-    storage["postgres"]["postgres_db"]["port"] = postgres  # the test server's port
+@pytest.mark.parametrize("deployment", ["prod", "gpu"])
+def test_a_partition_runs_on_dagster_postgres_storage(postgres, tmp_path, deployment):
+    """prod: configs/dagster.prod.yaml's storage, in process. gpu: the compose file's way —
+    `trademl_jobs.instance` writes configs/dagster.gpu-postgres.yaml for TRADEML_ENV=gpu
+    (the multiprocess executor, a process per step) and the run goes to Postgres."""
     home = tmp_path / "home"
     (home / "dagster").mkdir(parents=True)
-    (home / "dagster" / "dagster.yaml").write_text(
-        yaml.safe_dump({"storage": storage, "telemetry": {"enabled": False}})
-    )
     cfg = tmp_path / "small.yaml"
-    cfg.write_text("extends: local\ndata: {symbols: 10, seed: 3}\n")
     env = {
         **os.environ,
         "TRADEML_HOME": str(home),
         "TRADEML_CONFIG": str(cfg),
         "DAGSTER_HOME": str(home / "dagster"),
-        "TRADEML_ENV": "local",
+        "TRADEML_ENV": "local" if deployment == "prod" else "gpu",
         "DAGSTER_PG_HOST": "127.0.0.1",
         "DAGSTER_PG_USER": "trademl",
         "DAGSTER_PG_PASSWORD": "",
-        "DAGSTER_PG_DB": "dagster",
+        "DAGSTER_PG_DB": "dagster" if deployment == "prod" else "dagster_gpu",
+        "DAGSTER_PG_PORT": str(postgres),
     }
+    if deployment == "prod":
+        prod = yaml.safe_load((REPO / "configs" / "dagster.prod.yaml").read_text())
+        storage = prod["storage"]
+        storage["postgres"]["postgres_db"]["port"] = postgres  # the test server's port
+        (home / "dagster" / "dagster.yaml").write_text(
+            yaml.safe_dump({"storage": storage, "telemetry": {"enabled": False}})
+        )
+        cfg.write_text("extends: local\ndata: {symbols: 10, seed: 3}\n")
+    else:
+        cfg.write_text("extends: gpu\ndata: {symbols: 10, seed: 3, start: 2024-01-02}\n")
+        env["TRADEML_DAGSTER_INSTANCE"] = "dagster.gpu-postgres.yaml"
+        subprocess.run(
+            [sys.executable, "-m", "trademl_jobs.instance"], env=env, cwd=REPO, check=True
+        )
     probe = (
         "from trademl_assets.partitions import SESSIONS; print(SESSIONS.get_last_partition_key())"
     )

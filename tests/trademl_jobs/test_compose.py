@@ -51,6 +51,7 @@ def test_services_share_one_image_config_and_storage(compose):
             pg["POSTGRES_USER"],
             pg["POSTGRES_DB"],
         )
+        assert env["DAGSTER_PG_PORT"] == "5432"  # the postgres image's port
         assert env["DAGSTER_PG_PASSWORD"] == pg["POSTGRES_PASSWORD"]
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
     gpu = services["code"]["deploy"]["resources"]["reservations"]["devices"]
@@ -97,6 +98,7 @@ def test_the_instance_it_writes_is_dagsters_postgres_storage(tmp_path, monkeypat
         "DAGSTER_PG_USER": "trademl",
         "DAGSTER_PG_PASSWORD": "secret",
         "DAGSTER_PG_DB": "dagster",
+        "DAGSTER_PG_PORT": "5432",
         "DAGSTER_HOME": str(tmp_path / "dagster"),
         "TRADEML_DAGSTER_INSTANCE": "dagster.gpu-postgres.yaml",
     }.items():
@@ -107,7 +109,10 @@ def test_the_instance_it_writes_is_dagsters_postgres_storage(tmp_path, monkeypat
     assert config["concurrency"]["pools"]["default_limit"] == 1
     written = yaml.safe_load((home / "dagster.yaml").read_text())
     prod = yaml.safe_load((REPO / "configs" / "dagster.prod.yaml").read_text())
-    assert written["storage"] == prod["storage"]  # what the Postgres test starts for real
+    # prod's storage (the port from the environment: the compose file says 5432), which the
+    # Postgres test starts for real, as it does this very file
+    prod["storage"]["postgres"]["postgres_db"]["port"] = {"env": "DAGSTER_PG_PORT"}
+    assert written["storage"] == prod["storage"]
     assert "secret" not in (home / "dagster.yaml").read_text()  # credentials stay in the env
     monkeypatch.setenv("TRADEML_DAGSTER_INSTANCE", "dagster.gpu-postgre.yaml")
     with pytest.raises(FileNotFoundError, match=re.escape("dagster.gpu-postgres.yaml")):
