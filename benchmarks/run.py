@@ -309,6 +309,14 @@ def main(argv: list[str] | None = None) -> int:
             module="benchmarks.sequence_bench",
         )
     )
+    cases.append(
+        Case(
+            ["--steps", "5000"] if args.quick else [],
+            ["ppo_env_steps_per_s", "sac_env_steps_per_s"],
+            args.timeout,
+            module="benchmarks.agents_bench",
+        )
+    )
     for case in cases:
         run_case(case, extra)
 
