@@ -93,3 +93,17 @@ def test_agents_learn_the_known_allocation_and_noise_is_refused(algo, params):
     # a champion that did better on the same weeks keeps its place
     better = {key: held[key] + 0.1}
     assert not agent_decision(algo, held, ew, better, margin=0.0, min_sharpe=0.5).promote
+
+
+@needs_sb3
+def test_a_finetune_starts_from_the_given_agents_weights():
+    """With a learning rate of ~0 a finetune's actions are the champion's: it started there."""
+    p = panel(True, weeks=60)
+    base = train_agent(p, AgentParams(algo="ppo", steps=512, seed=1))
+    tuned = train_agent(p, AgentParams(algo="ppo", steps=512, lr=1e-12, seed=2), init=base)
+    fresh = train_agent(p, AgentParams(algo="ppo", steps=512, lr=1e-12, seed=2))
+    env = WeeklyPortfolioEnv(p, cost_bps=5.0, episode_weeks=None)
+    obs = np.stack([env.reset(seed=0)[0], *[env.step(np.zeros(6))[0] for _ in range(20)]])
+    act = lambda m: m.predict(obs, deterministic=True)[0]  # noqa: E731
+    np.testing.assert_allclose(act(tuned), act(base), atol=1e-5)
+    assert not np.allclose(act(fresh), act(base), atol=1e-3)
