@@ -517,6 +517,9 @@ class SequenceConfig(_Strict):
     patience: int = Field(5, ge=1)
     #: The last share of the weeks validates (chronological split, scaler fit before it).
     val_frac: float = Field(0.2, gt=0.0, lt=1.0)
+    #: The last share of the training weeks stops training early (the validation weeks,
+    #: which the gate reads, choose nothing).
+    stop_frac: float = Field(0.15, gt=0.0, lt=1.0)
     #: Years of history a snapshot trains on, ending at its year end.
     train_years: int = Field(10, ge=1)
     seed: int = 0

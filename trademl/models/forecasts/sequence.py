@@ -6,8 +6,9 @@ predicting the log return of the next `horizon` sessions. The networks are in `l
 
 Training (`train_forecaster`): chronological split by decision date — the first `1 − val_frac` of
 the weeks train, the rest validate; the input scaler is fitted on the training part only; MSE
-with Adam; early stopping on the validation loss (the best epoch's weights are kept). The
-baseline predicts zero. A network may be warm-started from another's weights (a finetune).
+with Adam; early stopping on the last `stop_frac` of the training weeks (the best epoch's
+weights are kept), so the validation weeks the gate reads choose nothing. The baseline
+predicts zero. A network may be warm-started from another's weights (a finetune).
 
 The gate (`forecaster_decision`): validation MSE below the zero baseline by `min_gain`, a positive
 per-week rank IC with t-stat ≥ `min_ic_t` on the validation weeks, and — with a prior
@@ -62,6 +63,7 @@ class SequenceParams:
     max_epochs: int = 40
     patience: int = 5
     val_frac: float = 0.2
+    stop_frac: float = 0.15
     seed: int = 0
     device: str = "cpu"
 
@@ -189,6 +191,8 @@ def train_forecaster(
             f"{params.n_channels}"
         )
     tr, va = split_by_date(samples, params.val_frac)
+    fit_i, stop_i = split_by_date(samples.take(tr), params.stop_frac)
+    fit, stop = tr[fit_i], tr[stop_i]  # early stopping never sees the validation weeks
     x_tr = samples.x[tr]
     mean = x_tr.mean(axis=(0, 1)).astype(np.float32)
     std = x_tr.std(axis=(0, 1)).astype(np.float32)
@@ -199,8 +203,8 @@ def train_forecaster(
     def tensor(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, dtype=torch.float32, device=params.device)
 
-    xt, yt = tensor((x_tr - mean) / std), tensor(samples.y[tr])
-    xv, yv = tensor((samples.x[va] - mean) / std), tensor(samples.y[va])
+    xt, yt = tensor((samples.x[fit] - mean) / std), tensor(samples.y[fit])
+    xs, ys = tensor((samples.x[stop] - mean) / std), tensor(samples.y[stop])
     gen = torch.Generator().manual_seed(params.seed)
     torch.manual_seed(params.seed)
     net = _network(params).to(params.device)
@@ -220,10 +224,10 @@ def train_forecaster(
             opt.step()
         net.eval()
         with torch.no_grad():
-            val = float(loss_fn(net(xv), yv))
+            stop_loss = float(loss_fn(net(xs), ys))
         epochs += 1
-        if val < best - 1e-12:
-            best, bad = val, 0
+        if stop_loss < best - 1e-12:
+            best, bad = stop_loss, 0
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             bad += 1
@@ -239,7 +243,9 @@ def train_forecaster(
         "val_rank_ic": ic,
         "val_rank_ic_t": ic_t,
         "val_weeks": float(n_weeks),
-        "n_train": float(tr.size),
+        "stop_mse": best,
+        "n_train": float(fit.size),
+        "n_stop": float(stop.size),
         "n_val": float(va.size),
         "epochs": float(epochs),
     }

@@ -49,6 +49,7 @@ def sequence_params(model: str, s: Settings, device: str = "cpu") -> SequencePar
         max_epochs=c.max_epochs,
         patience=c.patience,
         val_frac=c.val_frac,
+        stop_frac=c.stop_frac,
         seed=c.seed,
         device=device,
         **own,

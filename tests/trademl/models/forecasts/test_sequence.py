@@ -174,3 +174,24 @@ def test_patchtst_reads_an_extra_channel_and_without_it_finds_nothing(tmp_path):
         read_channels(str(path), ["ret", "fundamentals"], days[0], days[-1])
     with pytest.raises(ValueError, match="channels_path"):
         read_channels(None, ["sentiment"], days[0], days[-1])
+
+
+def test_the_validation_weeks_choose_nothing(planted):
+    """Early stopping reads the last training weeks, not the validation weeks the gate reads:
+    scrambling the validation targets leaves the trained weights exactly as they were."""
+    from trademl.models.forecasts.sequence import split_by_date
+    from trademl.models.forecasts.weekly import WeeklySamples
+
+    _, samples = planted
+    small = dataclasses.replace(PARAMS, max_epochs=4, patience=1)
+    a = train_forecaster(samples, small)
+    _, va = split_by_date(samples, small.val_frac)
+    y = samples.y.copy()
+    y[va] = np.random.default_rng(9).permutation(y[va]) * 3.0
+    b = train_forecaster(
+        WeeklySamples(samples.x, y, samples.date, samples.known, samples.symbol), small
+    )
+    for k, v in a.state.items():
+        np.testing.assert_array_equal(v.numpy(), b.state[k].numpy())
+    assert a.metrics["epochs"] == b.metrics["epochs"]
+    assert a.metrics["val_mse"] != b.metrics["val_mse"]  # the gate does read them
