@@ -83,3 +83,22 @@ def test_patchtst_snapshot_reads_the_ohlcv_channels_and_registers_its_own_model(
     mlflow = MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     (version,) = mlflow.client().search_model_versions("name='patchtst'")
     assert version.tags[VERSION_KEY_TAG] == meta["version_key"]
+
+
+def test_a_new_version_is_judged_against_the_champion_on_its_own_weeks(home):
+    """With a champion in place, other settings train a new version whose gate reads the
+    champion's MSE on the new validation weeks (the champion's files, downloaded)."""
+    first = _meta(_materialize(home))  # cached or not: version 1 exists
+    mlflow = MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    mlflow.promote("lstm", first["version"], {"by": "test"})
+    cfg = home / "snap.yaml"
+    original = cfg.read_text()
+    try:
+        cfg.write_text(original.replace("hidden: 8", "hidden: 6"))
+        second = _meta(_materialize(home))
+    finally:
+        cfg.write_text(original)
+    assert second["cached"] is False and second["version"] != first["version"]
+    assert second["champion_val_mse"] > 0
+    v = mlflow.client().get_model_version("lstm", str(second["version"]))
+    assert v.tags["trademl.prior_version"] == str(first["version"])
