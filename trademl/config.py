@@ -563,6 +563,135 @@ class PatchTSTConfig(SequenceConfig):
         return self
 
 
+class AgentPromotionConfig(_Strict):
+    """An allocation agent's bars (`trademl.models.agents.train.agent_decision`): they hold for
+    a first agent too — nothing is promoted for being first."""
+
+    #: Held-out Sharpe (PPO) or CAGR (SAC) must beat the equal-weight book by this much.
+    margin: float = 0.0
+    #: Held-out annualized Sharpe floor.
+    min_sharpe: float = 0.5
+
+
+class AgentsConfig(_Strict):
+    """The PPO and SAC allocation agents (registered ``ppo_lstm``, ``sac_patchtst``, …): a
+    weekly book over the `top_n` most liquid names, state from the forecaster's snapshot of
+    the previous year end, trained as of a year end on `train_years` years."""
+
+    top_n: int = Field(15, ge=2)
+    #: Years of weeks an agent sees, ending at its year end (the last `held_out_weeks` judge it).
+    train_years: int = Field(2, ge=1)
+    held_out_weeks: int = Field(26, ge=4)
+    #: Sessions of mean dollar volume, ending at the window start, that rank liquidity.
+    liquidity_sessions: int = Field(20, ge=1)
+    #: `full`: from scratch on every training week.
+    full_steps: int = Field(100_000, ge=100)
+    full_lr: float = Field(3e-4, gt=0.0)
+    #: `finetune`: from the champion's weights on the last `finetune_weeks` training weeks.
+    finetune_steps: int = Field(10_000, ge=100)
+    finetune_lr: float = Field(1e-4, gt=0.0)
+    finetune_weeks: int = Field(26, ge=2)
+    gamma: float = Field(0.9, gt=0.0, le=1.0)
+    net_arch: list[int] = [64, 64]
+    episode_weeks: int = Field(26, ge=2)
+    #: Softmax temperature from the action scores to the target weights.
+    temperature: float = Field(5.0, gt=0.0)
+    seed: int = 0
+    promotion: AgentPromotionConfig = AgentPromotionConfig()
+
+
+class ThesisCondition(_Strict):
+    """One condition of a thesis claim: a feature's value (`raw`) or its percentile rank among
+    the session's names (`rank`, 0 … 1) compared with `value`."""
+
+    feature: str
+    op: Literal[">", "<"]
+    value: float
+    scale: Literal["raw", "rank"] = "raw"
+
+
+class ThesisClaim(_Strict):
+    """An evidence claim: it holds when every condition holds."""
+
+    name: str
+    when: list[ThesisCondition] = Field(min_length=1)
+
+
+def _default_claims() -> list[ThesisClaim]:
+    def c(feature: str, op: str, value: float, scale: str = "raw") -> dict:
+        return {"feature": feature, "op": op, "value": value, "scale": scale}
+
+    rules = {
+        "long_momentum_up": [c("mom_126", ">", 0.0)],
+        "long_momentum_down": [c("mom_126", "<", 0.0)],
+        "short_momentum_up": [c("mom_5", ">", 0.0)],
+        "short_momentum_down": [c("mom_5", "<", 0.0)],
+        "high_volatility": [c("rvol_20", ">", 0.8, "rank")],
+        "deep_drawdown": [c("dd_252", "<", 0.2, "rank")],
+        "liquid": [c("dollar_vol_20", ">", 0.5, "rank")],
+        "divergence_short_up_long_down": [c("mom_5", ">", 0.0), c("mom_126", "<", 0.0)],
+    }
+    return [ThesisClaim.model_validate({"name": k, "when": v}) for k, v in rules.items()]
+
+
+class ThesesPromotionConfig(_Strict):
+    """The thesis model's gate (`trademl.models.theses.evaluate.thesis_decision`)."""
+
+    #: RFT's mean walk-forward Sharpe must beat SFT's by this much.
+    margin: float = 0.0
+    min_sharpe: float = 0.5
+    #: Share of the test rows whose deterministic thesis passes the JSON Schema.
+    min_validity: float = Field(0.9, ge=0.0, le=1.0)
+
+
+class ThesesConfig(_Strict):
+    """The thesis model (registered ``thesis``): structure, claims and decision heads, SFT on
+    teacher rules then pairwise ranking RFT on realized returns (`trademl.models.theses`)."""
+
+    enabled: bool = True
+    #: Model inputs (cross-sectionally z-scored); None: the claims' features and a few more.
+    features: list[str] | None = None
+    claims: list[ThesisClaim] = Field(default_factory=_default_claims, min_length=1)
+    #: Walk-forward evaluation: `n_folds` spans of `fold_train` then `fold_test` sessions.
+    n_folds: int = Field(3, ge=1)
+    fold_train: int = Field(320, ge=20)
+    fold_test: int = Field(120, ge=10)
+    sft_epochs: int = Field(20, ge=1)
+    rft_epochs: int = Field(20, ge=0)
+    lr: float = Field(1e-3, gt=0.0)
+    rft_lr: float = Field(5e-4, gt=0.0)
+    batch_size: int = Field(512, ge=8)
+    entropy: float = Field(0.01, ge=0.0)
+    #: Reward weights: schema validity, decision sign × net forward return (in units of the
+    #: training returns' sd), claim consistency with the features.
+    w_valid: float = 0.2
+    w_return: float = 1.0
+    w_claims: float = 0.2
+    seed: int = 0
+    #: The daily report shows the thesis of this many top longs and top shorts.
+    report_top: int = Field(3, ge=0)
+    promotion: ThesesPromotionConfig = ThesesPromotionConfig()
+
+    @field_validator("claims")
+    @classmethod
+    def _unique(cls, v: list[ThesisClaim]) -> list[ThesisClaim]:
+        names = [c.name for c in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"theses.claims: names must be unique, got {names}")
+        return v
+
+
+class EvaluationConfig(_Strict):
+    """The evaluation suite every sleeve's training reports (`trademl.validation.evaluation`)."""
+
+    #: top-k of precision, recall and NDCG per session (capped by the session's names).
+    k: int = Field(50, ge=1)
+    #: Paired bootstrap of challenger − champion on the same out-of-fold rows.
+    n_boot: int = Field(500, ge=50)
+    level: float = Field(0.9, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
 class AutomationConfig(_Strict):
     """What the retrain sensors call decay (alpha sleeves use `equities.live_ic_*`)."""
 
@@ -620,9 +749,27 @@ class Settings(_Strict):
     offline_rl: OfflineRLConfig = OfflineRLConfig()
     lstm: LSTMConfig = LSTMConfig()
     patchtst: PatchTSTConfig = PatchTSTConfig()
+    agents: AgentsConfig = AgentsConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    theses: ThesesConfig = ThesesConfig()
     automation: AutomationConfig = AutomationConfig()
     mlflow: MlflowConfig = MlflowConfig()
     storage: StorageConfig = StorageConfig()
+
+    @model_validator(mode="after")
+    def _thesis_features(self) -> Settings:
+        """Thesis claims and inputs may only read features the feature store computes."""
+        from trademl.features import feature_names
+
+        have = set(feature_names(self.features.cross_sectional))
+        wanted = {c.feature for claim in self.theses.claims for c in claim.when}
+        for name in sorted(wanted | set(self.theses.features or [])):
+            if name not in have:
+                raise ValueError(
+                    f"theses: feature {name!r} (a claim's condition or theses.features) is not "
+                    f"computed by the feature store; use one of {sorted(have)}"
+                )
+        return self
 
     @property
     def lake_root(self) -> str:

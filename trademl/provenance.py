@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -64,3 +65,12 @@ def data_fingerprint(df: pl.DataFrame | pl.LazyFrame) -> str:
         for seed in _ROW_HASH_SEEDS:
             digest.update(values.hash_rows(seed=seed).to_numpy().astype("<u8").tobytes())
     return digest.hexdigest()
+
+
+def source_hash(folder: Path, names: Sequence[str]) -> str:
+    """A hash of a model package's own source files: a change to them is a new code version
+    (what a version key records beside the settings and the data window)."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:12]

@@ -151,7 +151,41 @@ def snapshot_sessions(key: str, years: int) -> list[dt.date]:
     return CALENDAR.sessions_in_range(start, dt.date(year, 12, 31))
 
 
+def agent_sessions(key: str, years: int, lead: int) -> tuple[list[dt.date], list[dt.date]]:
+    """(the `lead` sessions before a year-`key` window — as many as the calendar has from the
+    data start — and the window's sessions): an agent's state at its first week reads them."""
+    window = snapshot_sessions(key, years)
+    at = CALENDAR.index(window[0])
+    before = CALENDAR.sessions[max(at - lead, 0) : at]
+    return [d for d in before if d >= SETTINGS.data.start], window
+
+
+def agent_live_sessions(key: str, upto: dt.date, lead: int) -> tuple[list[dt.date], list[dt.date]]:
+    """(the `lead` sessions before, and the sessions from) the first session after year
+    `key` — when an agent as of that year end starts trading in the shadow — through the
+    last session of `upto`'s ISO week (so the week ends are the calendar's, not the data's)."""
+    first = dt.date(int(key) + 1, 1, 1)
+    week_end = upto + dt.timedelta(days=6 - upto.weekday())
+    live = CALENDAR.sessions_in_range(first, min(week_end, CALENDAR.last))
+    if not live:
+        return [], []
+    at = CALENDAR.index(live[0])
+    before = CALENDAR.sessions[max(at - lead, 0) : at]
+    return [d for d in before if d >= SETTINGS.data.start], live
+
+
+def prior_snapshot_keys(key: str, years: int) -> list[str]:
+    """The snapshot partitions an agent as of year `key` reads: for each calendar year of its
+    window, the year before (a week's forecasts come from the previous year end's snapshot)."""
+    window = snapshot_sessions(key, years)
+    return [str(y - 1) for y in range(window[0].year, window[-1].year + 1)]
+
+
 def snapshot_window(key: str, years: int) -> tuple[str, str]:
     """(first, last) session of `snapshot_sessions`, as the version key records them."""
     sessions = snapshot_sessions(key, years)
     return sessions[0].isoformat(), sessions[-1].isoformat()
+
+
+#: An agent as of a year end reads (at least) the forecaster snapshot of the year before.
+PRIOR_SNAPSHOT_YEAR = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)

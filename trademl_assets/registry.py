@@ -1,17 +1,18 @@
 """Every sleeve of the platform in one place: a new sleeve is one library package, one asset
 module (its `SleeveSpec`) and one entry here. Which sleeves exist is read from the settings
-when the code location loads (`equities.models`, `linear.enabled`, `stacker.sleeves`)."""
+when the code location loads (`equities.models`, `linear.enabled`, `theses.enabled`,
+`stacker.sleeves`)."""
 
 import dagster as dg
 
 from trademl.config import ConfigError, Settings
-from trademl_assets import equities, forecasts, linear, offline_rl, policy, stacker
+from trademl_assets import equities, forecasts, linear, offline_rl, policy, stacker, theses
 from trademl_assets.champion import champion_asset
 from trademl_assets.partitions import SETTINGS
 from trademl_assets.sleeves import SleeveSpec, model_assets, scores_asset
 
 #: Every alpha sleeve a config may name (stacker.sleeves, router.fallback_weights).
-ALPHA_NAMES = ("equities_lgbm", "equities_catboost", "linear", "forecasts")
+ALPHA_NAMES = ("equities_lgbm", "equities_catboost", "linear", "forecasts", "thesis")
 
 
 def alpha_sleeves(s: Settings) -> list[SleeveSpec]:
@@ -22,6 +23,8 @@ def alpha_sleeves(s: Settings) -> list[SleeveSpec]:
     if s.linear.enabled:
         specs.append(linear.SPEC)
     specs.append(forecasts.SPEC)
+    if s.theses.enabled:
+        specs.append(theses.SPEC)
     return specs
 
 
@@ -51,4 +54,6 @@ def sleeve_assets() -> list[dg.AssetsDefinition]:
     for spec in [*([STACKER] if STACKER else []), *SIZING]:
         out += [model_assets(spec), champion_asset(spec)]
     out.append(policy.sizing_sleeves(SIZING))
+    if any(sp.name == "thesis" for sp in ALPHA):
+        out.append(theses.theses)
     return out

@@ -22,6 +22,7 @@ from trademl.validation.metrics import sharpe
 from trademl_assets.data import qc_for
 from trademl_assets.metadata import markdown_table, png_metadata
 from trademl_assets.partitions import PER_SESSION, PREVIOUS_SESSION, SESSIONS, sessions_of
+from trademl_assets.theses import session_theses, top_theses
 
 
 def _serving(today: pl.DataFrame) -> dict[str, Any]:
@@ -106,6 +107,7 @@ def daily_report(
         qc_reasons=qc_reasons,
         serving=serving,
         shadow_books=shadow_books.drop("date").to_dicts(),
+        theses=top_theses(session_theses(lake_store.lake, session), today, s.theses.report_top),
     )
     dates = bt.get_column("session").to_list()
     eq = bt.get_column("equity").to_numpy()

@@ -1,5 +1,6 @@
 """Shadow books: every registered challenger that is not champion — of any sleeve, the
-stacker or a sizing policy — trades on paper from its as-of session on, through the same
+stacker or a sizing policy — and every live allocation agent (champion or challenger; agents
+are never served) trades on paper from its as-of session on, through the same
 portfolio construction and the same backtest as the served book."""
 
 import tempfile
@@ -17,6 +18,7 @@ from trademl.params import backtest_params, cost_model, portfolio_params
 from trademl.portfolio import target_weights as build_weights
 from trademl.portfolio.inputs import risk_from_features
 from trademl.portfolio.router import wide_scores
+from trademl_assets.agent_shadow import agent_books
 from trademl_assets.equities import collected
 from trademl_assets.history import ModelCache, challenger_as_of, champion_history, model_rows
 from trademl_assets.metadata import frame_metadata, markdown_table
@@ -86,6 +88,7 @@ def shadow_weights_asset(
         run = sessions_of(context.partition_keys)
         features = features.filter(pl.col("date").is_between(run[0], run[-1])).collect()
         parts = []
+        all_books: list[tuple[str, str, str, pl.DataFrame]] = []
         histories = {
             sp.name: champion_history(lake, sp.champion_key)
             for sp in [*alpha, *sizing, *([stacker] if stacker else [])]
@@ -139,15 +142,20 @@ def shadow_weights_asset(
                         known = history_upto(window, session)
                         sized = size_book(today, feats, model, s, known)
                         books.append(("sizing", sp.name, str(row["version"]), sized))
-                for kind, name, version, w in books:
-                    parts.append(
-                        w.select("date", "symbol", "weight", "score", "sigma", "adv").with_columns(
-                            pl.lit(f"{name}@{version}").alias("book"),
-                            pl.lit(kind).alias("kind"),
-                            pl.lit(name).alias("sleeve"),
-                            pl.lit(version).alias("version"),
-                        )
-                    )
+                all_books.extend(books)
+        # the allocation agents' weekly books (never served; trademl_assets.agent_shadow)
+        all_books.extend(
+            agent_books(s, mlflow, lake, run, risk_from_features(features), context.log.info)
+        )
+        for kind, name, version, w in all_books:
+            parts.append(
+                w.select("date", "symbol", "weight", "score", "sigma", "adv").with_columns(
+                    pl.lit(f"{name}@{version}").alias("book"),
+                    pl.lit(kind).alias("kind"),
+                    pl.lit(name).alias("sleeve"),
+                    pl.lit(version).alias("version"),
+                )
+            )
         out = (
             pl.concat(parts, how="diagonal_relaxed").select(list(BOOK_SCHEMA)).cast(BOOK_SCHEMA)
             if parts

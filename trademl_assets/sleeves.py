@@ -42,6 +42,7 @@ from trademl_assets.history import (
 from trademl_assets.k8s import gpu_step_tags
 from trademl_assets.metadata import figure_metadata, frame_metadata
 from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
+from trademl_assets.sleeve_eval import evaluate_trained
 from trademl_assets.sleeve_steps import (
     GATE,
     as_float,
@@ -214,6 +215,15 @@ def _run_training(
             )
             verdicts.append((as_of, f"not trained: {why}", {}))
             continue
+        evaluate_trained(
+            trained,
+            lake,
+            s,
+            spec.name,
+            spec.oof_key if spec.kind == "alpha" else None,
+            champion_as_of(history, as_of),
+            as_of,
+        )
         champ = champion_metrics(mlflow, champion_as_of(history, as_of), passed)
         decision = spec.decide(trained.metrics, champ, s)
         with (
@@ -284,10 +294,17 @@ def _run_training(
         meta["mlflow_model_version"] = dg.MetadataValue.url(
             mlflow.version_url(spec.name, last["version"])
         )
+    shown = [k for k in figures if not k.startswith("evaluation/")][:2]
+    shown += [k for k in figures if k.startswith("evaluation/")]
     meta |= {
-        name.split("/")[-1].removesuffix(".png"): figure_metadata(fig)
-        for name, fig in list(figures.items())[:2]
+        name.split("/")[-1].removesuffix(".png"): figure_metadata(figures[name]) for name in shown
     }
+    if last["run_id"]:
+        meta |= {
+            k: dg.MetadataValue.float(float(v))
+            for k, v in mlflow.client().get_run(str(last["run_id"])).data.metrics.items()
+            if k.startswith("eval_")
+        }
     yield dg.Output(out, output_name=spec.model_key, metadata=meta)
     if spec.kind == "alpha":
         frame = (

@@ -31,7 +31,9 @@ from trademl.models.forecasts.snapshot import (
 )
 from trademl.models.forecasts.weekly import WeeklySamples, read_channels, weekly_samples
 from trademl.provenance import data_fingerprint
+from trademl.validation.evaluation import evaluate, evaluation_figures
 from trademl_assets.k8s import gpu_step_tags
+from trademl_assets.metadata import figure_metadata
 from trademl_assets.partitions import (
     PER_SESSION,
     SNAPSHOT_YEARS,
@@ -40,7 +42,8 @@ from trademl_assets.partitions import (
 )
 
 
-def _device(s: Settings) -> str:
+def torch_device(s: Settings) -> str:
+    """cuda when the gpu deployment runs on a host torch sees a GPU on; cpu otherwise."""
     if s.env != "gpu":
         return "cpu"
     import torch
@@ -126,7 +129,7 @@ def snapshot_asset(model: str) -> dg.AssetsDefinition:
             channels=c.channels,
             extra=extra,
         )
-        trained = train_forecaster(samples, sequence_params(model, s, _device(s)))
+        trained = train_forecaster(samples, sequence_params(model, s, torch_device(s)))
         prior_mse, prior = _champion_mse(mlflow, model, samples, trained.val_dates[0])
         decision = forecaster_decision(
             trained.metrics,
@@ -137,6 +140,13 @@ def snapshot_asset(model: str) -> dg.AssetsDefinition:
         metrics = dict(trained.metrics)
         if prior_mse is not None:
             metrics["champion_val_mse"] = prior_mse
+        # the evaluation suite on the validation weeks (what the gate reads)
+        val = samples.date >= np.datetime64(trained.val_dates[0])
+        ev = evaluate(
+            trained.predict(samples.x[val]), samples.y[val], samples.date[val], k=s.evaluation.k
+        )
+        metrics |= {f"eval_{k}": v for k, v in ev.metrics.items() if np.isfinite(v)}
+        figures = evaluation_figures(ev, f"{model} {year}")
         with (
             mlflow.start_run_for(
                 context,
@@ -148,6 +158,8 @@ def snapshot_asset(model: str) -> dg.AssetsDefinition:
         ):
             run.log_params({**c.model_dump(exclude={"promotion"}), "channels": c.channels})
             run.log_metrics(metrics)
+            for path, fig in figures.items():
+                run.log_figure(fig, path)
             (Path(tmp) / f"{model}.pt").write_bytes(trained.to_bytes())
             uri = run.log_model_files(tmp, "model")
             run.set_tags({"trademl.gate": "passed" if decision.promote else "refused"})
@@ -182,6 +194,10 @@ def snapshot_asset(model: str) -> dg.AssetsDefinition:
                 **{k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()},
                 "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run.run_id)),
                 "mlflow_model_version": dg.MetadataValue.url(mlflow.version_url(model, version)),
+                **{
+                    name.split("/")[-1].removesuffix(".png"): figure_metadata(fig)
+                    for name, fig in figures.items()
+                },
             }
         )
 

@@ -14,6 +14,7 @@ from resources.mlflow import MlflowResource
 from resources.settings import MarketDataResource, SettingsResource
 from trademl.config import Settings, config_path, fixed_at_load
 from trademl_assets import (
+    agents,
     data,
     execution,
     features,
@@ -35,6 +36,7 @@ from trademl_jobs.automation import (
 )
 from trademl_jobs.event_log import DAGSTER_ENV
 from trademl_jobs.jobs import (
+    AGENT_JOBS,
     alpha_train_job,
     daily_job,
     daily_schedule,
@@ -110,6 +112,7 @@ ASSETS = [
     offline_rl.rl_trajectories,
     snapshots.lstm_snapshot,
     snapshots.patchtst_snapshot,
+    *agents.AGENT_ASSETS.values(),
 ]
 
 defs = dg.Definitions(
@@ -123,6 +126,7 @@ defs = dg.Definitions(
         rescore_job,
         lstm_train_job,
         patchtst_train_job,
+        *AGENT_JOBS,
     ],
     schedules=[
         daily_schedule,

@@ -173,7 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             daily,
             instance,
             [latest],
-            ["sized_weights", "shadow_weights", "shadow_books", "backtest"],
+            [
+                "sized_weights",
+                "shadow_weights",
+                "shadow_books",
+                "backtest",
+                *(["theses"] if any(sp.name == "thesis" for sp in ALPHA) else []),
+            ],
         )
         traded = _run(defs.resolve_job_def("trade"), instance, [latest], ["daily_report", "orders"])
         _run(defs.resolve_job_def("reconciliation"), instance, [latest], ["blotter"])

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from trademl.models.agents.snapshot import AGENTS
 from trademl_assets.partitions import CALENDAR, SESSIONS, SNAPSHOT_YEARS
 from trademl_assets.registry import ALPHA, SIZING, STACKER
 
@@ -24,6 +25,7 @@ DAILY_SELECTION = dg.AssetSelection.groups("data", "features") | dg.AssetSelecti
     "shadow_books",
     "backtest",
     "rl_trajectories",
+    *(["theses"] if any(sp.name == "thesis" for sp in ALPHA) else []),
 )
 #: Every alpha sleeve (and the OOS signals the forecasts sleeve is judged on), then the
 #: stacker over the sleeves that passed: train → gate → champion, as of one session.
@@ -101,6 +103,20 @@ def _snapshot_job(model: str) -> "UnresolvedAssetJobDefinition":
 
 lstm_train_job = _snapshot_job("lstm")
 patchtst_train_job = _snapshot_job("patchtst")
+
+
+def _agent_job(name: str) -> "UnresolvedAssetJobDefinition":
+    return dg.define_asset_job(
+        f"{name}_train",
+        selection=dg.AssetSelection.assets(f"{name}_agent"),
+        partitions_def=SNAPSHOT_YEARS,
+        description=f"The `{name}` allocation agent as of a year end (what `POST "
+        f"/train/{name}/<mode>` launches; the run config's `mode` is full or finetune): "
+        f"trained, gated, registered `{name}`; a cached version is returned as it is.",
+    )
+
+
+AGENT_JOBS = [_agent_job(name) for name in AGENTS]
 
 reconciliation_job = dg.define_asset_job(
     "reconciliation",

@@ -18,7 +18,14 @@ from trademl.models.equities.pipeline import CPCV_SCALARS
 
 #: The headline metrics of each kind of sleeve in the summary.
 HEADLINE = {
-    "alpha": (*CPCV_SCALARS[:6], "rank_ic_t_stat"),
+    # CPCV sleeves, the forecasts' t-stat, the thesis model's walk-forward SFT vs RFT
+    "alpha": (
+        *CPCV_SCALARS[:6],
+        "rank_ic_t_stat",
+        "sft_sharpe",
+        "rft_sharpe",
+        "rft_validity",
+    ),
     "stacker": ("oos_rank_ic", "best_sleeve_rank_ic", "equal_weight_rank_ic", "dsr", "pbo"),
     "sizing": (
         "sharpe_sized",

@@ -1,5 +1,6 @@
-"""The FastAPI app: POST /train/lstm and /train/patchtst, GET /runs/{id}, GET /models/{name};
-a bearer token on every route.
+"""The FastAPI app: POST /train/lstm and /train/patchtst (forecaster snapshots),
+POST /train/{ppo,sac}_{lstm,patchtst}/{full,finetune} (allocation agents), GET /runs/{id},
+GET /models/{name}; a bearer token on every route.
 
 A training request resolves its partition (a snapshot year; the latest by default) and its
 window from the settings, then its version key (settings, window, universe, code version —
@@ -7,12 +8,15 @@ window from the settings, then its version key (settings, window, universe, code
 answer at once (200, ``cached: true``); a run already launched for it is answered with its id
 (202); a window without bars is refused (409, naming the backfill); otherwise the
 `<model>_train` job is launched through Dagster's GraphQL API (202 with the run id).
-`GET /runs/{id}` reports the run's status and, once it succeeded, the result.
+An agent request resolves the same way through `trademl_assets.agents.plan_agent`, which also
+names what must exist first: the forecaster snapshots of the years before (409) and, for a
+finetune, a champion (400). `GET /runs/{id}` reports the run's status and, once it succeeded,
+the result.
 """
 
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,12 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from resources.mlflow import CHAMPION, MlflowResource
 from trademl.config import Settings, load_settings
 from trademl.lake import Lake, session_keys
+from trademl.models.agents.snapshot import AGENTS
 from trademl.models.forecasts.snapshot import VERSION_KEY_TAG, version_key
+from trademl_assets.agents import SYMBOLS_TAG, PlanError, missing_bars, plan_agent
 from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_sessions, snapshot_window
 from trademl_service.dagster_api import DagsterAPI, DagsterError
 
 #: Models the service trains: name → the Dagster job that trains its snapshot.
 MODELS = {"lstm": "lstm_train", "patchtst": "patchtst_train"}
+#: Agents the service trains: name → the Dagster job of its `<name>_agent` asset.
+AGENT_JOBS = {name: f"{name}_train" for name in AGENTS}
+ALL_JOBS = MODELS | AGENT_JOBS
 KEY_TAG = "trademl/version_key"
 _BEARER = HTTPBearer(auto_error=False)
 
@@ -53,6 +62,8 @@ class TrainResult(BaseModel):
     promoted: bool
     prior_version: str | None
     cached: bool = False
+    mode: str | None = Field(None, description="Agents: full or finetune.")
+    symbols_used: list[str] | None = Field(None, description="Agents: the names it trades.")
 
 
 class Launched(BaseModel):
@@ -92,6 +103,8 @@ def result_of(mlflow: MlflowResource, model: str, version: Any, cached: bool) ->
         promoted=tags.get("trademl.promoted") == "True",
         prior_version=tags.get("trademl.prior_version") or None,
         cached=cached,
+        mode=tags.get("trademl.mode"),
+        symbols_used=tags[SYMBOLS_TAG].split(",") if tags.get(SYMBOLS_TAG) else None,
     )
 
 
@@ -115,6 +128,58 @@ def create_app(token: str, backend: "Backend") -> FastAPI:
     def dagster_down(exc: DagsterError) -> HTTPException:
         return HTTPException(503, str(exc))
 
+    def partition_of(model: str, year: int | None) -> str:
+        keys = SNAPSHOT_YEARS.get_partition_keys()
+        partition = str(year) if year is not None else (keys[-1] if keys else "")
+        if partition not in keys:
+            shown = f"{keys[0]}…{keys[-1]}" if keys else "none yet"
+            raise HTTPException(
+                404, f"no {model} partition {partition!r}: snapshot years are {shown}"
+            )
+        return partition
+
+    def launch(job: str, model: str, partition: str, key: str, config: Any, response: Response):
+        try:
+            run_id = backend.dagster.in_flight(KEY_TAG, key) or backend.dagster.launch(
+                job, partition, {KEY_TAG: key}, config
+            )
+        except DagsterError as exc:
+            raise dagster_down(exc) from exc
+        response.status_code = 202
+        return Launched(
+            run_id=run_id,
+            model=model,
+            partition=partition,
+            version_key=key,
+            status_url=f"/runs/{run_id}",
+        )
+
+    @app.post(
+        "/train/{name}/{mode}",
+        dependencies=[Depends(authorized)],
+        responses={200: {"model": TrainResult}, 202: {"model": Launched}},
+    )
+    def train_agent(
+        name: str, mode: Literal["full", "finetune"], req: TrainRequest, response: Response
+    ) -> TrainResult | Launched:
+        if name not in AGENT_JOBS:
+            raise HTTPException(404, f"no agent {name!r}; the service trains {sorted(AGENT_JOBS)}")
+        partition = partition_of(name, req.year)
+        mlflow = backend.mlflow()
+        s = backend.settings()
+        try:
+            plan = plan_agent(s, mlflow, name, mode, partition)
+        except PlanError as exc:
+            raise HTTPException(exc.status, str(exc)) from exc
+        same = mlflow.version_tagged(name, VERSION_KEY_TAG, plan.key)
+        if same is not None:
+            return result_of(mlflow, name, same, cached=True)
+        gap = missing_bars(plan, set(Lake(s.lake_root).partitions("bars")))
+        if gap:
+            raise HTTPException(409, gap)
+        config = {"ops": {f"{name}_agent": {"config": {"mode": mode}}}}
+        return launch(AGENT_JOBS[name], name, partition, plan.key, config, response)
+
     @app.post(
         "/train/{model}",
         dependencies=[Depends(authorized)],
@@ -125,13 +190,7 @@ def create_app(token: str, backend: "Backend") -> FastAPI:
             raise HTTPException(404, f"no model {model!r}; the service trains {sorted(MODELS)}")
         s = backend.settings()
         years = getattr(s, model).train_years
-        keys = SNAPSHOT_YEARS.get_partition_keys()
-        partition = str(req.year) if req.year is not None else (keys[-1] if keys else "")
-        if partition not in keys:
-            shown = f"{keys[0]}…{keys[-1]}" if keys else "none yet"
-            raise HTTPException(
-                404, f"no {model} snapshot partition {partition!r}: snapshot years are {shown}"
-            )
+        partition = partition_of(model, req.year)
         window = snapshot_window(partition, years)
         key = version_key(model, s, window)
         mlflow = backend.mlflow()
@@ -148,20 +207,7 @@ def create_app(token: str, backend: "Backend") -> FastAPI:
                 "materialize -m trademl_jobs.definitions --select bars --partition-range "
                 f"{min(missing)}...{max(missing)}",
             )
-        try:
-            run_id = backend.dagster.in_flight(KEY_TAG, key) or backend.dagster.launch(
-                MODELS[model], partition, {KEY_TAG: key}
-            )
-        except DagsterError as exc:
-            raise dagster_down(exc) from exc
-        response.status_code = 202
-        return Launched(
-            run_id=run_id,
-            model=model,
-            partition=partition,
-            version_key=key,
-            status_url=f"/runs/{run_id}",
-        )
+        return launch(MODELS[model], model, partition, key, None, response)
 
     @app.get("/runs/{run_id}", dependencies=[Depends(authorized)])
     def run_status(run_id: str) -> dict[str, Any]:
@@ -169,10 +215,10 @@ def create_app(token: str, backend: "Backend") -> FastAPI:
             run = backend.dagster.run(run_id)
         except DagsterError as exc:
             raise dagster_down(exc) from exc
-        if run is None or run.job not in MODELS.values():
+        if run is None or run.job not in ALL_JOBS.values():
             raise HTTPException(404, f"no training run {run_id!r}")
         out: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "result": None}
-        model = next(m for m, job in MODELS.items() if job == run.job)
+        model = next(m for m, job in ALL_JOBS.items() if job == run.job)
         key = run.tags.get(KEY_TAG)
         if run.status == "SUCCESS" and key:
             mlflow = backend.mlflow()
@@ -184,8 +230,8 @@ def create_app(token: str, backend: "Backend") -> FastAPI:
 
     @app.get("/models/{name}", dependencies=[Depends(authorized)])
     def model_versions(name: str) -> dict[str, Any]:
-        if name not in MODELS:
-            raise HTTPException(404, f"no model {name!r}; the service trains {sorted(MODELS)}")
+        if name not in ALL_JOBS:
+            raise HTTPException(404, f"no model {name!r}; the service trains {sorted(ALL_JOBS)}")
         mlflow = backend.mlflow()
         champion = mlflow.alias_version(name, CHAMPION)
         versions = mlflow.client().search_model_versions(f"name='{name}'")
@@ -199,6 +245,7 @@ def create_app(token: str, backend: "Backend") -> FastAPI:
                     "data_window_start": v.tags.get("trademl.window_start"),
                     "data_window_end": v.tags.get("trademl.window_end"),
                     "promoted": v.tags.get("trademl.promoted") == "True",
+                    "mode": v.tags.get("trademl.mode"),
                 }
                 for v in sorted(versions, key=lambda v: int(v.version))
             ],

@@ -79,13 +79,21 @@ class DagsterAPI:
                 }
         raise DagsterError(f"no code location served by {self.url} has the job {job!r}")
 
-    def launch(self, job: str, partition: str, tags: dict[str, str]) -> str:
-        """Launch `job` for `partition` with `tags`; the new run's id."""
+    def launch(
+        self,
+        job: str,
+        partition: str,
+        tags: dict[str, str],
+        run_config: dict[str, Any] | None = None,
+    ) -> str:
+        """Launch `job` for `partition` with `tags` (and `run_config`); the new run's id."""
         all_tags = {"dagster/partition": partition, **tags}
-        params = {
+        params: dict[str, Any] = {
             "selector": self._selector(job),
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]},
         }
+        if run_config:
+            params["runConfigData"] = run_config
         out = self._query(_LAUNCH, {"params": params})["launchRun"]
         if out["__typename"] != "LaunchRunSuccess":
             raise DagsterError(f"Dagster refused to launch {job} {partition}: {out}")

@@ -2,8 +2,12 @@
 over a small synthetic market whose bars were backfilled through the CLI: a request launches
 the `lstm_train` run through GraphQL (202), the run's status comes back until SUCCESS with the
 result schema, the same request is then answered at once from the registry (200, cached, the
-same version — one version in all). Both servers are stopped by their process groups."""
+same version — one version in all). Then the documented client (`python -m
+trademl_service.client`) trains the snapshot of the year before and a PPO agent on it
+(`ppo_lstm/full`), whose result names its mode and the names it trades; a finetune without a
+champion is refused (400). Both servers are stopped by their process groups."""
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +30,9 @@ def test_a_request_trains_once_through_dagster_and_then_answers_from_the_registr
         tmp_path,
         "extends: local\ndata: {symbols: 20, seed: 5}\n"
         "lstm: {train_years: 1, seq_len: 20, hidden: 8, max_epochs: 3, patience: 2,"
-        " batch_size: 64}\n",
+        " batch_size: 64}\n"
+        "agents: {train_years: 1, top_n: 5, held_out_weeks: 10, full_steps: 600,"
+        " episode_weeks: 10, net_arch: [16], promotion: {min_sharpe: 10.0}}\n",
     )
     probe = (
         "from trademl_assets.partitions import SNAPSHOT_YEARS, snapshot_window; "
@@ -35,7 +41,15 @@ def test_a_request_trains_once_through_dagster_and_then_answers_from_the_registr
     year, first, last = subprocess.run(
         [sys.executable, "-c", probe], env=env, cwd=REPO, check=True, capture_output=True, text=True
     ).stdout.split()
-    backfill_bars(env, first, last)
+    lead = subprocess.run(
+        [sys.executable, "-c", probe.replace(", 1))", ", 2))")],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[1]
+    backfill_bars(env, lead, last)  # two years: the agent's state reads the year before
     with dagster_dev(env, tmp_path / "dagster-dev.log") as base:
         port = free_port()
         log = (tmp_path / "service.log").open("w")
@@ -73,6 +87,35 @@ def test_a_request_trains_once_through_dagster_and_then_answers_from_the_registr
             assert again.json() == {**result, "cached": True}
             models = requests.get(f"{url}/models/lstm", headers=AUTH, timeout=30).json()
             assert [v["version"] for v in models["versions"]] == [result["version"]]
+
+            client = {**env, "TRADEML_API_TOKEN": TOKEN, "TRADEML_API_URL": url}
+
+            def train(path: str, *args: str) -> subprocess.CompletedProcess:
+                return subprocess.run(
+                    [sys.executable, "-m", "trademl_service.client", path, *args],
+                    env=client,
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
+
+            before = str(int(year) - 1)
+            snap = train("lstm", "--year", before)
+            assert snap.returncode == 0, snap.stderr
+            assert json.loads(snap.stdout)["data_window_end"].startswith(before)
+            agent = train("ppo_lstm/full")
+            assert agent.returncode == 0, (
+                agent.stderr + (tmp_path / "dagster-dev.log").read_text()[-4000:]
+            )
+            out = json.loads(agent.stdout)
+            assert (out["model"], out["mode"], out["cached"]) == ("ppo_lstm", "full", False)
+            assert len(out["symbols_used"]) == 5 and out["data_window_end"] == last
+            assert out["promoted"] is False  # a Sharpe floor of 10 is out of reach
+            assert {"held_out_sharpe", "held_out_cagr", "policy_loss"} <= set(out["metrics"])
+            refused = train("ppo_lstm/finetune")
+            assert refused.returncode == 1 and "400" in refused.stderr
+            assert "full mode first" in refused.stderr
         finally:
             os.killpg(service.pid, signal.SIGTERM)
             service.wait(timeout=30)

@@ -94,6 +94,23 @@ def test_train_promote_score_then_a_refusal_is_a_verdict_and_moves_nothing(env):
     assert run.data.metrics["oos_rank_ic"] > 0.03  # planted rank IC ≈ 0.15
     arts = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "oof")}
     assert {"oof/oof.parquet", "oof/layout.json"} <= arts
+    # the evaluation suite on the OOF rows against the realized forward return
+    m = run.data.metrics
+    assert m["eval_coverage"] == pytest.approx(1.0) and m["eval_rank_ic"] > 0.03
+    assert 0.0 <= m["eval_ndcg_at_k"] <= 1.0 and 0.0 <= m["eval_precision_at_k"] <= 1.0
+    assert {"eval_mae", "eval_rmse", "eval_r2", "eval_smape", "eval_ic"} <= set(m)
+    evaluation = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "evaluation")}
+    assert {
+        "evaluation/residuals.png",
+        "evaluation/ic_by_period.png",
+        "evaluation/per_session.parquet",
+    } <= evaluation
+    (mat,) = [
+        m
+        for m in first.asset_materializations_for_node("equities_lgbm_train")
+        if m.asset_key == dg.AssetKey("equities_lgbm_model")
+    ]
+    assert "ic_by_period" in mat.metadata and "eval_rank_ic" in mat.metadata
     # the registered model is the scoring bundle: ONNX with its own features.json
     version = mlflow.client().get_model_version("equities_lgbm", "1")
     local = mlflow.download(f"models:/equities_lgbm/{version.version}", home / "dl")
@@ -131,6 +148,12 @@ def test_train_promote_score_then_a_refusal_is_a_verdict_and_moves_nothing(env):
     assert _materialized(second) == {"equities_lgbm_model", "equities_lgbm_oof"}
     assert str(mlflow.alias_version("equities_lgbm", "champion").version) == "1"
     assert str(mlflow.alias_version("equities_lgbm", "challenger").version) == "2"
+    # challenger − champion rank IC on the rows both scored out of fold, with its interval
+    m2 = mlflow.client().get_run(mlflow.alias_version("equities_lgbm", "challenger").run_id)
+    m2 = m2.data.metrics
+    assert m2["eval_rank_ic_vs_champion_rows"] > 0
+    assert m2["eval_rank_ic_vs_champion_lo"] <= m2["eval_rank_ic_vs_champion"]
+    assert m2["eval_rank_ic_vs_champion"] <= m2["eval_rank_ic_vs_champion_hi"]
     refused = mlflow.client().get_model_version("equities_lgbm", "2").tags
     assert any(k.startswith("promotion.refused") for k in refused)
     row = lake.scan("equities_lgbm_model", [as_of]).collect().row(0, named=True)

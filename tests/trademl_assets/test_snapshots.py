@@ -72,6 +72,10 @@ def test_a_snapshot_registers_once_and_a_rerun_is_cached(home):
     assert tags["trademl.promoted"] == str(first["promoted"])
     run = mlflow.client().get_run(versions[0].run_id)
     assert run.info.status == "FINISHED" and run.data.tags["dagster.partition"] == YEAR
+    # the evaluation suite on the validation weeks
+    assert run.data.metrics["eval_coverage"] == 1.0 and "eval_rank_ic" in run.data.metrics
+    plots = {a.path for a in mlflow.client().list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/residuals.png", "evaluation/ic_by_period.png"} <= plots
     again = _meta(_materialize(home))
     assert again["cached"] is True and str(again["version"]) == first["version"]
     assert len(mlflow.client().search_model_versions("name='lstm'")) == 1

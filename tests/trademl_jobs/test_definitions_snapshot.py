@@ -82,7 +82,14 @@ def test_definitions_match_snapshot():
 
 
 #: Per-session side effects (reports, orders at a broker): one run per session, never a range.
-PER_SESSION = {"daily_report", "orders", "blotter", "lstm_snapshot", "patchtst_snapshot"}
+PER_SESSION = {
+    "daily_report",
+    "orders",
+    "blotter",
+    "lstm_snapshot",
+    "patchtst_snapshot",
+    *(f"{a}_{f}_agent" for a in ("ppo", "sac") for f in ("lstm", "patchtst")),
+}
 
 
 def test_every_partitioned_asset_can_backfill_in_one_run():

@@ -32,9 +32,14 @@ class FakeDagster:
     launched: list[tuple[str, str, dict]] = field(default_factory=list)
     runs: dict[str, RunInfo] = field(default_factory=dict)
 
-    def launch(self, job: str, partition: str, tags: dict[str, str]) -> str:
+    configs: list[dict | None] = field(default_factory=list)
+
+    def launch(
+        self, job: str, partition: str, tags: dict[str, str], run_config: dict | None = None
+    ) -> str:
         run_id = f"run-{len(self.launched) + 1}"
         self.launched.append((job, partition, tags))
+        self.configs.append(run_config)
         self.runs[run_id] = RunInfo(run_id, "QUEUED", job, dict(tags))
         return run_id
 
@@ -54,6 +59,7 @@ def service(tmp_path):
     cfg.write_text(
         f"extends: local\nmlflow: {{tracking_uri: 'sqlite:///{tmp_path}/mlflow.db'}}\n"
         f"storage: {{lake_root: {tmp_path / 'lake'}}}\nlstm: {{train_years: 1}}\n"
+        "agents: {train_years: 1}\n"
     )
     dagster = FakeDagster()
     backend = Backend(dagster, str(cfg))
@@ -67,6 +73,34 @@ def _bars(backend: Backend, year: str) -> None:
     Lake(backend.settings().lake_root).write_partitions(
         "bars", frame, [d.isoformat() for d in sessions], "date"
     )
+
+
+def _register_agent(backend: Backend, key: str, run_id: str, names: list[str]) -> str:
+    """A version as `ppo_lstm_agent` registers it (tested in tests/trademl_assets)."""
+    s = backend.settings()
+    window = snapshot_window(YEAR, s.agents.train_years)
+    mlflow = MlflowResource.from_settings(s)
+    with mlflow.start_run(
+        asset="ppo_lstm_agent", partition=YEAR, dagster_run_id=run_id, data_fingerprint="f"
+    ) as run:
+        run.log_metrics({"held_out_sharpe": 1.1, "policy_loss": -0.02})
+        uri = run.log_model_files(_model_dir(), "model")
+    version = mlflow.register(run.run_id, uri, "ppo_lstm")
+    mlflow.tag_version(
+        "ppo_lstm",
+        version,
+        {
+            VERSION_KEY_TAG: key,
+            "trademl.window_start": window[0],
+            "trademl.window_end": window[1],
+            "trademl.promoted": False,
+            "trademl.prior_version": "",
+            "trademl.mode": "full",
+            "trademl.symbols_used": ",".join(names),
+            "dagster.run_id": run_id,
+        },
+    )
+    return version
 
 
 def _register(backend: Backend, year: str, run_id: str = "") -> str:
@@ -134,7 +168,9 @@ def test_bad_bodies_and_unknown_partitions_are_refused_before_any_launch(service
     assert client.get("/runs/nope", headers=AUTH).status_code == 404
     assert client.get("/models/gpt", headers=AUTH).status_code == 404
     assert client.post("/train/gpt", json={}, headers=AUTH).status_code == 404
-    assert client.post("/train/ppo_lstm/full", json={}, headers=AUTH).status_code == 404
+    assert client.post("/train/a2c_lstm/full", json={}, headers=AUTH).status_code == 404
+    mode = client.post("/train/ppo_lstm/sideways", json={}, headers=AUTH)
+    assert mode.status_code == 422 and "mode" in mode.text
     no_bars = client.post("/train/patchtst", json={}, headers=AUTH)
     assert no_bars.status_code == 409 and "patchtst" in no_bars.json()["detail"]
     assert dagster.launched == []
@@ -178,6 +214,8 @@ def test_one_launch_per_version_key_then_the_registered_version_at_once(service)
         "promoted": True,
         "prior_version": None,
         "cached": False,
+        "mode": None,
+        "symbols_used": None,
     }
     cached = client.post("/train/lstm", json={"year": int(YEAR)}, headers=AUTH)
     assert cached.status_code == 200 and cached.json() == {**result, "cached": True}
@@ -197,3 +235,39 @@ def test_other_settings_are_another_version(service, tmp_path):
     )
     assert client.post("/train/lstm", json={}, headers=AUTH).status_code == 202
     assert len(dagster.launched) == 1
+
+
+def test_an_agent_request_needs_its_snapshots_then_trains_once_with_its_mode(service):
+    client, dagster, backend = service
+    _bars(backend, YEAR)
+    before = str(int(YEAR) - 1)
+    missing = client.post("/train/ppo_lstm/full", json={}, headers=AUTH)
+    assert missing.status_code == 409
+    assert f"lstm snapshots of {before}" in missing.json()["detail"]
+    assert "POST /train/lstm" in missing.json()["detail"]
+    _register(backend, before)  # the snapshot of the year before, under today's settings
+    no_champion = client.post("/train/ppo_lstm/finetune", json={}, headers=AUTH)
+    assert no_champion.status_code == 400 and "full mode first" in no_champion.json()["detail"]
+    assert dagster.launched == []
+
+    launched = client.post("/train/ppo_lstm/full", json={"year": int(YEAR)}, headers=AUTH)
+    assert launched.status_code == 202, launched.text
+    body = launched.json()
+    assert dagster.launched == [("ppo_lstm_train", YEAR, {KEY_TAG: body["version_key"]})]
+    assert dagster.configs == [{"ops": {"ppo_lstm_agent": {"config": {"mode": "full"}}}}]
+    again = client.post("/train/ppo_lstm/full", json={}, headers=AUTH)
+    assert again.status_code == 202 and again.json()["run_id"] == body["run_id"]
+    assert len(dagster.launched) == 1
+
+    names = ["AAA", "BBB"]
+    version = _register_agent(backend, body["version_key"], body["run_id"], names)
+    run = dagster.runs[body["run_id"]]
+    dagster.runs[body["run_id"]] = RunInfo(run.run_id, "SUCCESS", run.job, run.tags)
+    result = client.get(body["status_url"], headers=AUTH).json()["result"]
+    assert result["model"] == "ppo_lstm" and result["version"] == version
+    assert (result["mode"], result["symbols_used"], result["cached"]) == ("full", names, False)
+    assert result["metrics"] == {"held_out_sharpe": 1.1, "policy_loss": -0.02}
+    cached = client.post("/train/ppo_lstm/full", json={}, headers=AUTH)
+    assert cached.status_code == 200 and cached.json() == {**result, "cached": True}
+    listing = client.get("/models/ppo_lstm", headers=AUTH).json()
+    assert [(v["version"], v["mode"]) for v in listing["versions"]] == [(version, "full")]

@@ -43,6 +43,7 @@ def session_report(
     book_capital: float | None = None,
     serving: Mapping[str, Any] | None = None,
     shadow_books: Sequence[Mapping[str, Any]] = (),
+    theses: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """One session's report as a dict.
 
@@ -64,6 +65,8 @@ def session_report(
     shadow_books
         One mapping per book (the served one and each challenger's shadow book): book, role,
         sessions, net_return, sharpe, turnover, rank_ic.
+    theses
+        The validated thesis documents (JSON) of the top longs and shorts, each with `side`.
     """
     w = weights.filter(pl.col("weight") != 0).sort("weight", descending=True)
     pick = ["symbol", "weight", "score"]
@@ -117,6 +120,7 @@ def session_report(
             {k: _num(v) if isinstance(v, float) else _plain(v) for k, v in b.items()}
             for b in shadow_books
         ],
+        "theses": [dict(t) for t in theses],
     }
 
 
@@ -193,7 +197,34 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     }
     lines += [f"| {k} | {_fmt(v, k in pct)} |" for k, v in bt.items()]
     lines += _shadow_lines(report.get("shadow_books") or [])
+    lines += _thesis_lines(report.get("theses") or [])
     return "\n".join(lines) + "\n"
+
+
+def _thesis_lines(theses: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each top pick's thesis: decision, confidence, sections, claims with their evidence."""
+    if not theses:
+        return []
+    lines = [
+        "",
+        "## Theses of the top picks (validated against the thesis schema)",
+        "",
+        "Each claim the model asserts, checked against its rule on the features: ✓ holds, ✗ "
+        "does not.",
+        "",
+    ]
+    for t in theses:
+        claims = "; ".join(
+            f"{c['claim']} {'✓' if c.get('holds') else '✗ (does not hold)'} "
+            f"({', '.join(f'{k} {v:.3g}' for k, v in c['evidence'].items())})"
+            for c in t.get("claims", [])
+        )
+        lines.append(
+            f"- **{t['symbol']}** ({t.get('side', '')}): {t['decision']} at confidence "
+            f"{t['confidence']:.2f}, model v{t['model_version']}; sections "
+            f"{', '.join(t['sections'])}; claims: {claims or 'none'}"
+        )
+    return lines
 
 
 def _versus(bt: Mapping[str, Any]) -> str:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["WeeklyPanel", "WeeklyPortfolioEnv", "portfolio_step"]
+__all__ = ["WeeklyPanel", "WeeklyPortfolioEnv", "observation", "portfolio_step", "weights_of"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,14 @@ class WeeklyPanel:
 def _z(x: np.ndarray) -> np.ndarray:
     sd = x.std()
     return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
+def observation(panel: WeeklyPanel, t: int, weights: np.ndarray) -> np.ndarray:
+    """The state at week `t` holding `weights` (names, then cash): forecasts, 4-week returns
+    and vols, each standardized across the week's names, then the weights."""
+    return np.concatenate(
+        [_z(panel.forecast[t]), _z(panel.ret4[t]), _z(panel.vol[t]), weights]
+    ).astype(np.float32)
 
 
 def weights_of(action: np.ndarray, temperature: float) -> np.ndarray:
@@ -123,10 +131,7 @@ class WeeklyPortfolioEnv:
         return self._obs(), {}
 
     def _obs(self) -> np.ndarray:
-        p, t = self.panel, self._t
-        return np.concatenate([_z(p.forecast[t]), _z(p.ret4[t]), _z(p.vol[t]), self._w]).astype(
-            np.float32
-        )
+        return observation(self.panel, self._t, self._w)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         target = weights_of(action, self.temperature)

@@ -30,6 +30,7 @@ __all__ = [
     "equal_weight_returns",
     "policy_returns",
     "train_agent",
+    "training_metrics",
 ]
 
 Algo = Literal["ppo", "sac"]
@@ -98,10 +99,48 @@ def train_agent(panel: WeeklyPanel, params: AgentParams, *, init: Any | None = N
         kwargs |= {"learning_starts": 200, "batch_size": 128}
     with _quiet():
         model = cls("MlpPolicy", env, device=params.device, **kwargs)
+        model.set_logger(_capturing_logger())
         if init is not None:
             model.policy.load_state_dict(init.policy.state_dict())
         model.learn(total_timesteps=params.steps)
     return model
+
+
+def _capturing_logger() -> Any:
+    """A stable-baselines3 logger that keeps the last value of every numeric record."""
+    from stable_baselines3.common.logger import KVWriter, Logger
+
+    class Capture(KVWriter):
+        def __init__(self) -> None:
+            self.values: dict[str, float] = {}
+
+        def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
+            for key, value in key_values.items():
+                if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
+                    self.values[key] = float(value)
+
+        def close(self) -> None:
+            return None
+
+    return Logger(folder=None, output_formats=[Capture()])
+
+
+#: stable-baselines3's records → the platform's names (PPO's, then SAC's).
+_LOSSES = {
+    "train/policy_gradient_loss": "policy_loss",
+    "train/value_loss": "value_loss",
+    "train/actor_loss": "policy_loss",
+    "train/critic_loss": "value_loss",
+    "rollout/ep_rew_mean": "mean_episode_return",
+}
+
+
+def training_metrics(model: Any) -> dict[str, float]:
+    """The last policy and value (critic) losses and mean episode return `train_agent`
+    recorded (absent when training was too short to log them)."""
+    writer = model.logger.output_formats[0]
+    values = getattr(writer, "values", {})
+    return {name: values[key] for key, name in _LOSSES.items() if key in values}
 
 
 def policy_returns(model: Any, panel: WeeklyPanel, params: AgentParams) -> np.ndarray:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trademl.config import Settings
 from trademl.models.forecasts.sequence import SequenceParams
+from trademl.provenance import source_hash
 
 __all__ = ["MODELS", "VERSION_KEY_TAG", "code_version", "sequence_params", "version_key"]
 
@@ -24,11 +25,7 @@ _SOURCES = ("weekly.py", "sequence.py", "lstm.py", "patchtst.py", "snapshot.py")
 @cache
 def code_version() -> str:
     """A hash of the forecaster's own source files: a change to them trains a new version."""
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for name in _SOURCES:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:12]
+    return source_hash(Path(__file__).resolve().parent, _SOURCES)
 
 
 def sequence_params(model: str, s: Settings, device: str = "cpu") -> SequenceParams:

@@ -79,6 +79,7 @@ def weekly_samples(
     as_of: dt.date | None = None,
     channels: Sequence[str] = ("ret",),
     extra: pl.DataFrame | None = None,
+    with_target: bool = True,
 ) -> WeeklySamples:
     """Samples of every name at every week end whose windows fit inside `sessions`.
 
@@ -91,6 +92,8 @@ def weekly_samples(
     as_of : keep only samples whose target is known by then (None: every one).
     channels : the input channels, in order (module docstring).
     extra : the long-format extra channels (date, symbol, channel, value).
+    with_target : False also keeps the week ends whose target is not (yet) in `sessions`,
+        with y NaN — what forecasting the latest weeks needs; training keeps the default.
     """
     needed = {"close"} | {c for ch in channels for c in BAR_CHANNELS.get(ch, ())}
     for col in ("date", "symbol", *sorted(needed)):
@@ -119,21 +122,26 @@ def weekly_samples(
     day_arr = np.array(days, dtype="datetime64[D]")
     xs, ys, dates, known, syms = [], [], [], [], []
     for t in _week_ends(days):
-        if t < seq_len or t + horizon >= len(days):
+        known_at = t + horizon < len(days)
+        if t < seq_len or (with_target and not known_at):
             continue
-        if as_of is not None and days[t + horizon] > as_of:
+        if with_target and as_of is not None and days[t + horizon] > as_of:
             continue
         window = inputs[t - seq_len + 1 : t + 1]  # (seq_len, names, C)
-        fwd = r[t + 1 : t + horizon + 1].sum(axis=0)
-        ok = np.isfinite(window).all(axis=(0, 2)) & np.isfinite(r[t + 1 : t + horizon + 1]).all(
-            axis=0
-        )
+        ok = np.isfinite(window).all(axis=(0, 2))
+        if known_at:
+            fwd = r[t + 1 : t + horizon + 1].sum(axis=0)
+            if with_target:
+                ok &= np.isfinite(r[t + 1 : t + horizon + 1]).all(axis=0)
+        else:
+            fwd = np.full(len(names), np.nan)
         if not ok.any():
             continue
         xs.append(window[:, ok, :].transpose(1, 0, 2).astype(np.float32))
         ys.append(fwd[ok])
         dates.append(np.full(ok.sum(), day_arr[t]))
-        known.append(np.full(ok.sum(), day_arr[t + horizon]))
+        when = day_arr[t + horizon] if known_at else np.datetime64("NaT", "D")
+        known.append(np.full(ok.sum(), when))
         syms.append(names[ok])
     if not xs:
         return empty
