@@ -31,6 +31,7 @@ from trademl_assets.partitions import (
     SINGLE_RUN,
     sessions_of,
 )
+from trademl_assets.sleeve_eval import evaluate_rows
 from trademl_assets.sleeves import SleeveSpec
 
 RL_INS = {
@@ -132,7 +133,7 @@ def train_offline_rl(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log
         (directory / "buckets.json").write_text(json.dumps(list(cfg.buckets)))
 
     first_test = test.get_column("session").min()
-    return Trained(
+    trained = Trained(
         metrics={k: float(v) for k, v in judged.metrics.items()},
         params={
             **dataclasses.asdict(params),
@@ -144,6 +145,20 @@ def train_offline_rl(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log
         documents={"ope.json": dataclasses.asdict(judged.report)},
         onnx=onnx,
     )
+    if s.offline_rl.action == "size" and test.height:
+        # the evaluation suite: the served policy's positions (bucket × exposure) vs the
+        # realized next-session returns of the held-out sessions
+        obs = test.select(list(cfg.state)).to_numpy().astype(np.float32)
+        size = np.asarray(cfg.buckets)[served.actions(obs)]
+        evaluate_rows(
+            trained,
+            size * test.get_column("exposure").to_numpy(),
+            test.get_column("y").to_numpy(),
+            test.get_column("session").to_numpy(),
+            s,
+            "offline_rl positions",
+        )
+    return trained
 
 
 def _book_backtest(

@@ -40,6 +40,7 @@ from trademl_assets.partitions import (
     sessions_of,
 )
 from trademl_assets.portfolio import WEIGHTS_SCHEMA
+from trademl_assets.sleeve_eval import evaluate_rows
 from trademl_assets.sleeves import SleeveSpec
 
 POLICY_INS = {
@@ -108,7 +109,7 @@ def train_grpo(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log: Any)
         save_policy(model, directory)
         (directory / "model.onnx").write_bytes(onnx)
 
-    return Trained(
+    trained = Trained(
         metrics={
             **ev,
             "best_epoch": float(model.best_epoch_),
@@ -120,6 +121,18 @@ def train_grpo(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log: Any)
         documents={"history.json": {"history": model.history_}},
         onnx=onnx,
     )
+    # the evaluation suite: the sized book's signed positions vs the realized next-session
+    # returns on the held-out sessions
+    held = frame.filter(pl.col("session") >= first_test)
+    evaluate_rows(
+        trained,
+        model.positions(held),
+        held.get_column("y").to_numpy(),
+        held.get_column("session").to_numpy(),
+        s,
+        "grpo_policy positions",
+    )
+    return trained
 
 
 def _onnx_policy(directory: Path) -> Any:

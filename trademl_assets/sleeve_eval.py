@@ -50,6 +50,18 @@ def _champion_oof(lake: Lake, oof_key: str, champion: dict[str, Any] | None) -> 
     )
 
 
+def evaluate_rows(
+    trained: Trained, pred: np.ndarray, y: np.ndarray, period: np.ndarray, s: Settings, title: str
+) -> None:
+    """Add the suite on (prediction, realized target, period) rows a sleeve judged itself on
+    — a sizing policy's signed positions against the next-session returns of its held-out
+    sessions — to `trained`."""
+    ev = evaluate(pred, y, period, k=s.evaluation.k)
+    trained.metrics.update({f"eval_{k}": v for k, v in ev.metrics.items()})
+    trained.figures.update(evaluation_figures(ev, title))
+    trained.tables["evaluation/per_session.parquet"] = ev.per_period.rename({"period": "date"})
+
+
 def evaluate_trained(
     trained: Trained,
     lake: Lake,

@@ -85,6 +85,7 @@ def log_trained(run: Any, trained: Trained, as_of: dt.date, tmp: Path) -> str:
     run.log_metrics({k: float(v) for k, v in trained.metrics.items() if isinstance(v, int | float)})
     for path, fig in trained.figures.items():
         run.log_figure(fig, path)
+        _release(fig)
     for path, obj in trained.documents.items():
         run.log_dict(obj, path)
     tables = dict(trained.tables)
@@ -101,6 +102,13 @@ def log_trained(run: Any, trained: Trained, as_of: dt.date, tmp: Path) -> str:
         run.log_onnx_model(trained.onnx, name="onnx")
     trained.save(tmp / "model")
     return run.log_model_files(tmp / "model", "model")
+
+
+def _release(fig: Any) -> None:
+    """Drop a logged figure from pyplot's registry (it can still be saved for metadata)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def gate_result(model_key: str, verdicts: list[tuple[dt.date, str, dict]]) -> Any:

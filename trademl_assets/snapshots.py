@@ -147,6 +147,8 @@ def snapshot_asset(model: str) -> dg.AssetsDefinition:
         )
         metrics |= {f"eval_{k}": v for k, v in ev.metrics.items() if np.isfinite(v)}
         figures = evaluation_figures(ev, f"{model} {year}")
+        import matplotlib.pyplot as plt
+
         with (
             mlflow.start_run_for(
                 context,
@@ -160,6 +162,7 @@ def snapshot_asset(model: str) -> dg.AssetsDefinition:
             run.log_metrics(metrics)
             for path, fig in figures.items():
                 run.log_figure(fig, path)
+                plt.close(fig)  # still saved for the metadata below
             (Path(tmp) / f"{model}.pt").write_bytes(trained.to_bytes())
             uri = run.log_model_files(tmp, "model")
             run.set_tags({"trademl.gate": "passed" if decision.promote else "refused"})

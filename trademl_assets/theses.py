@@ -1,6 +1,7 @@
 """The thesis sleeve (`thesis_model` → `thesis_champion` → `thesis_scores`, registered
 `thesis`): the decision head's expected sign is an alpha sleeve the stacker may combine
-(`stacker.sleeves: [..., thesis]`); and `theses`, a validated thesis for every name in the
+(`stacker.sleeves: [..., thesis]` makes it publish CPCV out-of-fold rows on the CPCV
+sleeves' layout); and `theses`, a validated thesis for every name in the
 session's book by the champion as of that session, JSON in the lake, which the daily report
 shows for the top longs and shorts."""
 
@@ -23,7 +24,7 @@ from trademl.models.theses.sleeve import THESES_SCHEMA, ThesisScorer, decide, tr
 from trademl_assets.equities import SCORE_INS, TRAIN_INS, collected
 from trademl_assets.history import ModelCache, champion_as_of, champion_history
 from trademl_assets.metadata import markdown_table
-from trademl_assets.partitions import SESSIONS, SINGLE_RUN, sessions_of
+from trademl_assets.partitions import CALENDAR, SESSIONS, SINGLE_RUN, sessions_of
 from trademl_assets.sleeves import SleeveSpec
 
 GATE_TEXT = (
@@ -34,7 +35,8 @@ GATE_TEXT = (
 
 
 def _train(inputs: Mapping[str, Any], as_of: dt.date, s: Settings, log: Any) -> Trained:
-    return train_thesis(collected(inputs["features"]), collected(inputs["labels"]), as_of, s, log)
+    features, labels = collected(inputs["features"]), collected(inputs["labels"])
+    return train_thesis(features, labels, as_of, s, log, sessions=CALENDAR.sessions)
 
 
 def _score(model: ThesisScorer, inputs: Mapping[str, Any], session: dt.date, s: Settings) -> Any:

@@ -314,6 +314,9 @@ def test_the_offline_rl_sleeve_trains_judges_and_sizes_from_the_log(env: Env) ->
     )
     tags = env.resources["mlflow"].client().get_run(row["run_id"]).data.tags
     assert tags["dagster.asset_url"].endswith(f"?partition={LATEST}")
+    # the evaluation suite on the held-out decisions: positions vs realized returns
+    metrics = env.resources["mlflow"].client().get_run(row["run_id"]).data.metrics
+    assert metrics["eval_coverage"] == 1.0 and metrics["eval_periods"] > 0
     checks = {e.check_name: e for e in r.get_asset_check_evaluations()}
     assert checks and all(e.metadata for e in checks.values())
     # the served sizer: load the registered ONNX policy and size today's book with it

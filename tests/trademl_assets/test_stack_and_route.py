@@ -201,6 +201,12 @@ def test_the_sizing_policy_is_judged_on_the_book_and_every_challenger_trades_in_
     pol = _row(env, "grpo_policy")
     assert pol["version"] == "1" and pol["test_sessions"] > 0
     assert pol["verdict"]  # promoted or refused, with the bars
+    # the evaluation suite: the sized positions vs the realized returns of the held-out sessions
+    run = env.mlflow.client().get_run(
+        env.mlflow.client().get_model_version("grpo_policy", pol["version"]).run_id
+    )
+    assert 0 < run.data.metrics["eval_periods"] <= pol["test_sessions"]
+    assert 0.0 < run.data.metrics["eval_coverage"] <= 1.0 and "eval_rank_ic" in run.data.metrics
     # a strict second retrain of a sleeve: refused → the challenger trades in the shadow
     env.run([AS_OF], ["sized_weights", *SCORES, "shadow_weights", "shadow_books"])
     books = env.lake.scan("shadow_books", [AS_OF]).collect()

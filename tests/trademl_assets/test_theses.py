@@ -18,8 +18,10 @@ from resources.settings import MarketDataResource, SettingsResource
 from tests.trademl_assets.conftest import RANGE_END, RANGE_START
 from trademl.backtest.report import report_markdown, session_report
 from trademl.models.theses.schema import validate
+from trademl.validation.layout import SplitLayout, common_layout
 from trademl_assets.champion import champion_asset
 from trademl_assets.data import bars
+from trademl_assets.equities import equities_spec
 from trademl_assets.features import features
 from trademl_assets.labels import labels
 from trademl_assets.partitions import SESSIONS
@@ -35,7 +37,9 @@ BOOK = dg.SourceAsset(
     metadata={"partition_column": "date"},
     io_manager_key="lake",
 )
+LGBM = equities_spec("lgbm")
 ASSETS = [
+    model_assets(LGBM),
     bars,
     features,
     labels,
@@ -68,9 +72,9 @@ def env(tmp_path_factory):
     return base, home
 
 
-def _run(base, home, keys, selection, promotion):
-    cfg = home / f"cfg_{abs(hash(promotion))}.yaml"
-    cfg.write_text(CFG.format(promotion=promotion))
+def _run(base, home, keys, selection, promotion, extra=""):
+    cfg = home / f"cfg_{abs(hash((promotion, extra)))}.yaml"
+    cfg.write_text(CFG.format(promotion=promotion) + extra)
     tags = {RANGE_START: keys[0], RANGE_END: keys[-1]} if len(keys) > 1 else {}
     return dg.materialize(
         ASSETS,
@@ -153,3 +157,34 @@ def test_the_gate_refuses_a_thesis_model_below_its_bars(env):
     assert not gate.passed and "rft_sharpe" in gate.description
     after = mlflow.alias_version("thesis", "champion")
     assert (before and str(before.version)) == (after and str(after.version))
+
+
+def test_named_in_the_stacker_it_publishes_oof_on_the_cpcv_sleeves_layout(env):
+    """With `thesis` in stacker.sleeves every training row gets a prediction on each CPCV path
+    of the layout the equities sleeves use, and the stacker's layout check accepts the pair."""
+    base, home = env
+    extra = (
+        "equities: {models: [lgbm], n_trials: 1, n_estimators: 20, n_groups: 4,"
+        " n_test_groups: 1, embargo: 5, half_life_months: null}\n"
+        "stacker: {sleeves: [equities_lgbm, thesis]}\n"
+    )
+    as_of = KEYS[-3]
+    run = _run(
+        base,
+        home,
+        [as_of],
+        ["equities_lgbm_model", "equities_lgbm_oof", "thesis_model", "thesis_oof"],
+        LENIENT,
+        extra,
+    )
+    assert run.success
+    lake = Lake(home / "lake")
+    layouts = {}
+    for name in ("equities_lgbm", "thesis"):
+        oof = lake.scan(f"{name}_oof", [as_of]).collect()
+        layouts[name] = SplitLayout.from_dict(json.loads(oof.get_column("layout")[0]))
+        if name == "thesis":
+            assert oof.get_column("oof_path_0").is_not_nan().all()
+            assert oof.get_column("oof_path_0").is_between(-1, 1).all()
+    assert layouts["thesis"].kind == "cpcv" and len(layouts["thesis"].groups) == 4
+    assert common_layout(layouts) == layouts["equities_lgbm"]

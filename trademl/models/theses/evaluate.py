@@ -28,7 +28,14 @@ from trademl.models.theses.model import DECISION_SIGNS, build_model
 from trademl.models.theses.schema import valid_mask
 from trademl.models.theses.train import ThesisParams, one_thread, rft, sft
 
-__all__ = ["Folds", "WalkForward", "book_returns", "thesis_decision", "walk_forward"]
+__all__ = [
+    "Folds",
+    "WalkForward",
+    "book_returns",
+    "cpcv_paths",
+    "thesis_decision",
+    "walk_forward",
+]
 
 
 @dataclass(frozen=True)
@@ -155,3 +162,30 @@ def thesis_decision(
             check("rft_validity", summary.get("rft_validity"), min_validity, "≥"),
         ]
     )
+
+
+def cpcv_paths(
+    x: np.ndarray,
+    fwd: np.ndarray,
+    session: np.ndarray,
+    t1: np.ndarray,
+    structure_t: np.ndarray,
+    claims_t: np.ndarray,
+    decision_t: np.ndarray,
+    params: ThesisParams,
+    cv: Any,
+) -> np.ndarray:
+    """(paths × rows) out-of-fold expected decision signs on the CPCV layout `cv` (the one the
+    CPCV sleeves share): each split trains SFT then RFT on its purged, embargoed training rows
+    and predicts its test groups — what lets the stacker combine the thesis sleeve."""
+    import torch
+
+    preds = []
+    for train, test in cv.split(session, t1):
+        model = build_model(x.shape[1], claims_t.shape[1], seed=params.seed)
+        with one_thread():
+            sft(model, x[train], structure_t[train], claims_t[train], decision_t[train], params)
+            rft(model, x[train], fwd[train], claims_t[train], params)
+        out = model.predict(torch.as_tensor(x[test], dtype=torch.float32))
+        preds.append(out["expected_sign"].numpy().astype(np.float64))
+    return cv.assemble_paths(session, t1, preds)

@@ -100,5 +100,20 @@ def build_model(n_features: int, n_claims: int = N_CLAIMS, seed: int = 0) -> Any
                 @ torch.as_tensor(DECISION_SIGNS, dtype=out["decision_probs"].dtype),
             }
 
+        def generate_thesis(self, x: torch.Tensor, **context: Any) -> dict[str, Any]:
+            """The JSON thesis of one row of features (`x`: (features,) or (1, features));
+            `context` names it: symbol, date, claim_names, evidence, model_version, holds
+            (`trademl.models.theses.schema.thesis_document`)."""
+            from trademl.models.theses.schema import thesis_document
+
+            pred = self.predict(x.reshape(1, -1))
+            return thesis_document(
+                structure=pred["structure"][0].tolist(),
+                claims=pred["claims"][0].tolist(),
+                decision=int(pred["decision"][0]),
+                confidence=float(pred["confidence"][0]),
+                **context,
+            )
+
     torch.manual_seed(seed)
     return ThesisModel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import polars as pl
 
 from trademl.config import Settings
 from trademl.models.sleeve import NotTrainable, Trained
-from trademl.models.theses.evaluate import Folds, thesis_decision, walk_forward
+from trademl.models.theses.evaluate import Folds, cpcv_paths, thesis_decision, walk_forward
 from trademl.models.theses.model import N_SECTIONS, build_model
 from trademl.models.theses.schema import thesis_document, valid_mask, validate
 from trademl.models.theses.teacher import (
@@ -32,8 +33,9 @@ from trademl.models.theses.teacher import (
     rule_features,
 )
 from trademl.models.theses.train import ThesisParams, one_thread, rft, sft
+from trademl.validation.cpcv import CombinatorialPurgedCV, session_ordinals
 from trademl.validation.evaluation import paired_bootstrap, rank_ic_metric
-from trademl.validation.layout import walk_forward_layout
+from trademl.validation.layout import cpcv_layout, walk_forward_layout
 
 __all__ = ["ThesisScorer", "rules_of", "thesis_inputs", "train_thesis"]
 
@@ -81,7 +83,7 @@ def training_rows(
     if missing:
         raise ValueError(f"thesis: features lack columns {missing}")
     y = labels.filter((pl.col("name") == target) & (pl.col("t1") <= as_of)).select(
-        "date", "symbol", pl.col("value").alias("y")
+        "date", "symbol", "t1", pl.col("value").alias("y")
     )
     return (
         features.select("date", "symbol", *cols)
@@ -111,17 +113,25 @@ def _fold_figure(folds: pl.DataFrame) -> Any:
 
 
 def train_thesis(
-    features: pl.DataFrame, labels: pl.DataFrame, as_of: dt.date, s: Settings, log: Any
+    features: pl.DataFrame,
+    labels: pl.DataFrame,
+    as_of: dt.date,
+    s: Settings,
+    log: Any,
+    sessions: Sequence[dt.date] | None = None,
 ) -> Trained:
-    """The thesis snapshot as of `as_of` (module docstring)."""
+    """The thesis snapshot as of `as_of` (module docstring). Its OOF is the walk-forward's
+    test predictions — or, when `thesis` is in `stacker.sleeves` (and the exchange `sessions`
+    are given), every row predicted on the CPCV layout the CPCV sleeves share (equities
+    groups, test groups, embargo), so the stacker can combine it."""
     t, rules, cols = s.theses, rules_of(s), thesis_inputs(s)
     rows = training_rows(features, labels, as_of, f"fwd_ret_{s.labels.horizon}", cols)
     folds = Folds(t.n_folds, t.fold_train, t.fold_test, s.labels.horizon)
-    sessions = rows.get_column("date").n_unique()
+    n_sessions = rows.get_column("date").n_unique()
     need = folds.train + folds.n_folds * folds.test
-    if sessions < need:
+    if n_sessions < need:
         raise NotTrainable(
-            f"{sessions} sessions with known labels by {as_of}, {need} needed for "
+            f"{n_sessions} sessions with known labels by {as_of}, {need} needed for "
             f"{folds.n_folds} folds of {folds.train} + {folds.test}; lower theses.fold_train / "
             "fold_test or train later"
         )
@@ -153,7 +163,7 @@ def train_thesis(
             valid_mask(pred["structure"].numpy(), pred["claims"].numpy()).mean()
         ),
         "n_rows": float(len(fwd)),
-        "n_sessions": float(sessions),
+        "n_sessions": float(n_sessions),
     }
     tested = np.isfinite(wf.oof_rft)
     if np.unique(dates[tested]).size >= 2:
@@ -172,9 +182,24 @@ def train_thesis(
             "rft_vs_sft_rank_ic_lo": ci.lo,
             "rft_vs_sft_rank_ic_hi": ci.hi,
         }
-    oof = rows.filter(pl.Series(tested)).select(
-        "date", "symbol", "y", pl.Series("oof_path_0", wf.oof_rft[tested])
-    )
+    if sessions is not None and "thesis" in s.stacker.sleeves:
+        e = s.equities
+        cv = CombinatorialPurgedCV(
+            n_groups=e.n_groups, n_test_groups=e.n_test_groups, embargo=e.embargo
+        )
+        session = session_ordinals(rows.get_column("date"), sessions)
+        t1 = session_ordinals(rows.get_column("t1"), sessions)
+        log(f"thesis as of {as_of}: CPCV out-of-fold for the stacker ({cv})")
+        paths = cpcv_paths(x, fwd, session, t1, structure_t, claims_t, decision_t, params, cv)
+        oof = rows.select("date", "symbol", "t1", "y").with_columns(
+            *[pl.Series(f"oof_path_{p}", paths[p]) for p in range(paths.shape[0])]
+        )
+        layout = cpcv_layout(cv, rows.get_column("date").to_numpy(), session, t1)
+    else:
+        oof = rows.filter(pl.Series(tested)).select(
+            "date", "symbol", "y", pl.Series("oof_path_0", wf.oof_rft[tested])
+        )
+        layout = walk_forward_layout(oof.get_column("date").to_list(), wf.cutoffs)
     meta = {
         "features": cols,
         "claims": [{"name": r.name, "when": [c.__dict__ for c in r.when]} for r in rules],
@@ -192,7 +217,7 @@ def train_thesis(
         save=save,
         fingerprint=rows.select("date", "symbol", "y"),
         oof=oof,
-        layout=walk_forward_layout(oof.get_column("date").to_list(), wf.cutoffs),
+        layout=layout,
         figures={"plots/thesis_folds.png": _fold_figure(wf.folds)},
         tables={"thesis/folds.parquet": wf.folds},
     )

@@ -57,6 +57,19 @@ def test_heads_shapes_probabilities_determinism_and_gradients():
         assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
     pred = a.predict(x)
     assert set(pred["decision"].tolist()) <= set(range(5))
+    names = [r.name for r in DEFAULT_RULES]
+    doc = a.generate_thesis(
+        x[0],
+        symbol="A",
+        date="2024-01-02",
+        claim_names=names,
+        evidence={n: {"mom_5": 0.01} for n in names},
+        model_version="1",
+    )
+    assert doc["decision"] == DECISIONS[int(pred["decision"][0])]
+    assert is_valid(doc) == bool(
+        valid_mask(pred["structure"][:1].numpy(), pred["claims"][:1].numpy())[0]
+    )
     assert ((pred["expected_sign"] >= -1) & (pred["expected_sign"] <= 1)).all()
 
 
