@@ -912,6 +912,7 @@ FIXED_AT_LOAD = (
     "equities.max_train_sessions",
     "equities.models",
     "linear.enabled",
+    "theses.enabled",
     "stacker.sleeves",
     "backtest.sessions",
     "forecasts.input_size",

@@ -17,8 +17,7 @@ from trademl.validation.evaluation import (
     evaluate,
     evaluation_figures,
     oof_rows,
-    paired_bootstrap,
-    rank_ic_metric,
+    paired_rank_ic_bootstrap,
 )
 
 
@@ -99,8 +98,7 @@ def evaluate_trained(
     ).drop_nulls()
     if both.get_column("date").n_unique() < 2:
         return
-    ci = paired_bootstrap(
-        rank_ic_metric,
+    ci = paired_rank_ic_bootstrap(
         both.get_column("pred").to_numpy(),
         both.get_column("champ").to_numpy(),
         both.get_column("y").to_numpy(),

@@ -44,6 +44,7 @@ forecasts: {{train_sessions: 60, input_size: 16, max_steps: 10, hidden_size: 16,
 policy: {{train_sessions: 60, epochs: 3, batch_size: 512, hidden: [8], patience: 1}}
 offline_rl: {{train_sessions: 60, n_steps: 300, n_boot: 200}}
 backtest: {{sessions: 60}}
+{theses}
 """
 RELAXED = "{min_path_sharpe: 0.0, max_drawdown: 1.0, min_dsr: 0.0, max_pbo: 1.0}"
 
@@ -84,6 +85,9 @@ def test_planted_market_promotes_sleeves_and_the_stacker_and_trades_its_book(tmp
         reversal="0.15",
         promotion=RELAXED,
         stacker="{max_pbo: 1.0, min_dsr: 0.0}",
+        # a walk-forward that fits the short window, and bars a demo-sized model can pass
+        theses="theses: {fold_train: 60, fold_test: 25, sft_epochs: 5, rft_epochs: 5,"
+        " promotion: {margin: -100.0, min_sharpe: -100.0}}",
     )
     sleeves = summary["sleeves"]
     assert sleeves["equities_lgbm"]["promoted"] and sleeves["equities_catboost"]["promoted"]
@@ -107,6 +111,10 @@ def test_planted_market_promotes_sleeves_and_the_stacker_and_trades_its_book(tmp
     md = Path(summary["report"]).read_text()
     assert "Served by **stacker**" in md and "stacker v1" in md
     assert "Champion vs challengers" in md
+    # the thesis model trained, passed (relaxed) bars, and wrote the top picks' theses
+    thesis = sleeves["thesis"]
+    assert thesis["promoted"] and thesis["rft_validity"] >= 0.9, thesis
+    assert "Theses of the top picks (validated against the thesis schema)" in md
     session = summary["session"]
     for plot in ("equity", "drawdown", "rolling_rank_ic", "turnover"):
         assert (home / "reports" / f"equities_{session}_{plot}.png").stat().st_size > 1000
@@ -122,6 +130,7 @@ def noise_demo(tmp_path_factory):
         reversal="0.0",
         promotion="{min_path_sharpe: 1.0, max_drawdown: 0.20, min_dsr: 0.95, max_pbo: 0.05}",
         stacker="{}",
+        theses="",  # the default walk-forward does not fit: "not trained", said so
     )
 
 

@@ -85,3 +85,21 @@ def test_the_paired_bootstrap_interval_covers_the_true_difference_at_its_nominal
     assert 0.82 <= covered / reps <= 0.97
     with pytest.raises(ValueError, match="at least 2 periods"):
         paired_bootstrap(_mse, a[:15], b[:15], y[:15], period[:15])
+
+
+def test_the_per_period_rank_ic_bootstrap_is_the_generic_one_without_re_ranking():
+    """Resampling whole periods keeps each period's rank IC, so the fast form has the same
+    point estimate and, up to Monte Carlo error, the same interval."""
+    from trademl.validation.evaluation import paired_rank_ic_bootstrap, rank_ic_metric
+
+    rng = np.random.default_rng(3)
+    period = np.repeat(np.arange(50), 20)
+    y = rng.standard_normal(period.size)
+    a = 0.3 * y + rng.standard_normal(period.size)
+    b = 0.1 * y + rng.standard_normal(period.size)
+    slow = paired_bootstrap(rank_ic_metric, a, b, y, period, n_boot=2000, seed=1)
+    fast = paired_rank_ic_bootstrap(a, b, y, period, n_boot=2000, seed=1)
+    assert fast.diff == pytest.approx(slow.diff)
+    assert fast.lo == pytest.approx(slow.lo, abs=0.01) and fast.hi == pytest.approx(
+        slow.hi, abs=0.01
+    )

@@ -34,7 +34,7 @@ from trademl.models.theses.teacher import (
 )
 from trademl.models.theses.train import ThesisParams, one_thread, rft, sft
 from trademl.validation.cpcv import CombinatorialPurgedCV, session_ordinals
-from trademl.validation.evaluation import paired_bootstrap, rank_ic_metric
+from trademl.validation.evaluation import paired_rank_ic_bootstrap
 from trademl.validation.layout import cpcv_layout, walk_forward_layout
 
 __all__ = ["ThesisScorer", "rules_of", "thesis_inputs", "train_thesis"]
@@ -167,8 +167,7 @@ def train_thesis(
     }
     tested = np.isfinite(wf.oof_rft)
     if np.unique(dates[tested]).size >= 2:
-        ci = paired_bootstrap(
-            rank_ic_metric,
+        ci = paired_rank_ic_bootstrap(
             wf.oof_rft[tested],
             wf.oof_sft[tested],
             fwd[tested],
