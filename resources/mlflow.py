@@ -97,6 +97,16 @@ class MlflowResource(dg.ConfigurableResource):
             return None
         return Path(database).resolve()
 
+    def store_is_empty(self) -> bool:
+        """True when nothing was ever registered: a sqlite registry whose file does not
+        exist yet. Lets a daily run skip opening (and creating) the store just to find no
+        models; any other store answers False and is queried."""
+        registry = self._registry_uri()
+        if registry != self.tracking_uri or not registry.startswith("sqlite:"):
+            return False
+        path = self._sqlite_path()
+        return path is not None and not path.exists()
+
     def _artifact_location(self) -> str | None:
         """`mlartifacts/<experiment>` beside a sqlite db; the store's default otherwise."""
         database = self._sqlite_path()

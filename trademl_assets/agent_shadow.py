@@ -34,6 +34,8 @@ Book = tuple[str, str, str, pl.DataFrame]
 
 def _live_versions(mlflow: MlflowResource) -> list[tuple[str, str, dict[str, str]]]:
     """(name, version, tags) of every agent version holding champion or challenger."""
+    if mlflow.store_is_empty():
+        return []
     quoted = ", ".join(f"'{n}'" for n in AGENTS)
     names = {v.name for v in mlflow.client().search_model_versions(f"name IN ({quoted})")}
     out = {}

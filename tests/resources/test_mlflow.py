@@ -388,3 +388,15 @@ def test_a_training_run_records_the_lake_versions_it_read_and_reproduces_them(
     (again,) = lake.training_data(tags).values()
     assert_frame_equal(again.collect(), seen)
     assert lake.scan("feats", ["2024-01-02"]).collect().height == 1  # the table did change
+
+
+def test_an_unused_sqlite_store_is_known_empty_without_creating_it(tmp_path) -> None:
+    """A daily run asks whether any model could be registered before opening the store: a
+    sqlite file that does not exist means none (and asking does not create it)."""
+    db = tmp_path / "never.db"
+    fresh = MlflowResource(tracking_uri=f"sqlite:///{db}")
+    assert fresh.store_is_empty() and not db.exists()
+    fresh.client().search_registered_models()  # opening the store creates it
+    assert db.exists() and not fresh.store_is_empty()
+    server = MlflowResource(tracking_uri="http://127.0.0.1:5000")
+    assert not server.store_is_empty()  # any other store is asked
