@@ -188,6 +188,17 @@ class BootstrapDiff:
     n_boot: int
 
 
+def _paired_rows(
+    pred_a: Any, pred_b: Any, y: Any, period: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows where both models and the target are finite: (a, b, y, period)."""
+    a, t = _arrays(pred_a, y)
+    b, _ = _arrays(pred_b, y)
+    per = np.asarray(period)
+    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(t)
+    return a[ok], b[ok], t[ok], per[ok]
+
+
 def paired_bootstrap(
     metric: Callable[[np.ndarray, np.ndarray, np.ndarray], float],
     pred_a: Any,
@@ -202,11 +213,7 @@ def paired_bootstrap(
     """Interval on metric(a) − metric(b), both models on the same rows, resampling whole
     periods with replacement (rows of a period move together, which keeps their
     cross-sectional dependence). `metric(pred, y, period)` returns one number."""
-    a, t = _arrays(pred_a, y)
-    b, _ = _arrays(pred_b, y)
-    per = np.asarray(period)
-    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(t)
-    a, b, t, per = a[ok], b[ok], t[ok], per[ok]
+    a, b, t, per = _paired_rows(pred_a, pred_b, y, period)
     labels, codes = np.unique(per, return_inverse=True)
     if labels.size < 2:
         raise ValueError("paired bootstrap: at least 2 periods are needed")
@@ -267,12 +274,8 @@ def paired_rank_ic_bootstrap(
     """`paired_bootstrap(rank_ic_metric, …)`, computed once per period: a resampled period
     keeps its rank IC, so each replicate is a mean over the drawn periods' ICs — the same
     numbers without re-ranking (periods where either IC is undefined are left out)."""
-    a, t = _arrays(pred_a, y)
-    b, _ = _arrays(pred_b, y)
-    per = np.asarray(period)
-    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(t)
-    ic_a = per_period_rank_ic(a[ok], t[ok], per[ok])
-    ic_b = per_period_rank_ic(b[ok], t[ok], per[ok])
+    a, b, t, per = _paired_rows(pred_a, pred_b, y, period)
+    ic_a, ic_b = per_period_rank_ic(a, t, per), per_period_rank_ic(b, t, per)
     keep = np.isfinite(ic_a) & np.isfinite(ic_b)
     ic_a, ic_b = ic_a[keep], ic_b[keep]
     if ic_a.size < 2:

@@ -73,9 +73,10 @@ def test_heads_shapes_probabilities_determinism_and_gradients():
     assert ((pred["expected_sign"] >= -1) & (pred["expected_sign"] <= 1)).all()
 
 
-def test_each_claim_on_a_hand_made_session():
-    # two names: A short-term up, long-term down (divergence), volatile, liquid; B the opposite
-    frame = pl.DataFrame(
+def two_names() -> pl.DataFrame:
+    """A hand-made session: A short-term up, long-term down (divergence), volatile, deep in
+    drawdown, liquid; B the opposite."""
+    return pl.DataFrame(
         {
             "date": [dt.date(2024, 1, 2)] * 2,
             "symbol": ["A", "B"],
@@ -86,6 +87,11 @@ def test_each_claim_on_a_hand_made_session():
             "dollar_vol_20": [9e6, 1e6],
         }
     )
+
+
+def test_each_claim_on_a_hand_made_session():
+    # two names: A short-term up, long-term down (divergence), volatile, liquid; B the opposite
+    frame = two_names()
     names = [r.name for r in DEFAULT_RULES]
     got = dict(zip(names, claim_teacher(frame, DEFAULT_RULES).T.tolist(), strict=True))
     assert got == {
@@ -223,17 +229,7 @@ def test_a_served_thesis_says_whether_each_asserted_claim_holds_on_its_features(
     on that row — the hand-worked truth table of the two-name session above."""
     from trademl.models.theses.sleeve import ThesisScorer
 
-    frame = pl.DataFrame(
-        {
-            "date": [dt.date(2024, 1, 2)] * 2,
-            "symbol": ["A", "B"],
-            "mom_126": [-0.10, 0.20],
-            "mom_5": [0.03, -0.01],
-            "rvol_20": [0.60, 0.20],
-            "dd_252": [-0.40, -0.05],
-            "dollar_vol_20": [9e6, 1e6],
-        }
-    )
+    frame = two_names()
     feats = rule_features(DEFAULT_RULES)
     scorer = ThesisScorer(build_model(len(feats), seed=1), feats, DEFAULT_RULES)
     theses = scorer.theses(frame, "7")
