@@ -106,7 +106,7 @@ class MarketDataResource(dg.ConfigurableResource):
 
     def calendar(self) -> SessionCalendar:
         start = dt.date.fromisoformat(self.start) - dt.timedelta(days=45)
-        return get_calendar(self.exchange, start)
+        return get_calendar(self.exchange, start, self.cache_dir or None)
 
     def open(self) -> BarSource:
         return open_source(self.data_config(), self.calendar(), self.cache_dir or None)

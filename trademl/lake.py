@@ -33,6 +33,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, SchemaMismatchError, TableNotFoundError
 from upath import UPath
 
+from trademl.lake_handles import latest_version, ledger_sessions, local_table
 from trademl.lake_write import commit_sessions
 
 LOCAL_PROTOCOLS = ("", "file", "local")
@@ -149,6 +150,7 @@ class Lake:
         self.storage_options = dict(
             storage_options if storage_options is not None else storage_options_for(self.root)
         )
+        self._local = self.root.protocol in LOCAL_PROTOCOLS
 
     # --- paths and metadata -------------------------------------------------------------
     def uri(self, asset: str) -> str:
@@ -159,26 +161,39 @@ class Lake:
         return str(path)
 
     def table(self, asset: str, version: int | None = None) -> DeltaTable:
-        """The Delta table of `asset` (at `version`), or a LakeError saying what to do."""
+        """The Delta table of `asset` (at `version`), or a LakeError saying what to do.
+        Locally, one handle per version is shared within the process (`lake_handles`)."""
+        uri = self.uri(asset)
+
+        def open_table(at: int | None) -> DeltaTable:
+            try:
+                return DeltaTable(uri, version=at, storage_options=self.storage_options)
+            except TableNotFoundError as exc:
+                raise LakeError(
+                    f"lake {self.root}/{asset}: no Delta table there; materialize {asset} "
+                    "first (an older parquet lake: python -m trademl_jobs.lake migrate)"
+                ) from exc
+
+        if not self._local:
+            return open_table(version)
         try:
-            return DeltaTable(
-                self.uri(asset), version=version, storage_options=self.storage_options
-            )
-        except TableNotFoundError as exc:
-            raise LakeError(
-                f"lake {self.root}/{asset}: no Delta table there; materialize {asset} first "
-                "(an older parquet lake: python -m trademl_jobs.lake migrate)"
-            ) from exc
+            return local_table(uri, version, open_table)
+        except FileNotFoundError:
+            return open_table(version)  # raises the LakeError above
 
     def exists(self, asset: str) -> bool:
         """Whether `asset` has a Delta table (a local path that is a file has none)."""
         uri = self.uri(asset)
-        if self.root.protocol in LOCAL_PROTOCOLS and not os.path.isdir(uri):
-            return False
+        if self._local:
+            return latest_version(uri) is not None
         return DeltaTable.is_deltatable(uri, storage_options=self.storage_options)
 
     def version(self, asset: str) -> int:
         """The table's current Delta version (each commit is one)."""
+        if self._local:
+            newest = latest_version(self.uri(asset))
+            if newest is not None:
+                return newest
         return self.table(asset).version()
 
     def partitions(self, asset: str, version: int | None = None) -> list[str]:
@@ -190,14 +205,12 @@ class Lake:
     def _written(self, asset: str, table: DeltaTable, pinned: bool) -> list[str]:
         """The ledger's sessions of this very table (a deleted and re-created table has a new
         id, so what was written to the old one does not count)."""
-        if not self.exists(LEDGER):
+        if not self._local and not self.exists(LEDGER):
             return []
-        rows = pl.scan_delta(self.uri(LEDGER), storage_options=self.storage_options).filter(
-            (pl.col("table") == asset) & (pl.col("table_id") == table.metadata().id)
+        upto = table.version() if pinned else None
+        return ledger_sessions(
+            self.uri(LEDGER), self.storage_options, asset, table.metadata().id, upto
         )
-        if pinned:
-            rows = rows.filter(pl.col("version") <= table.version())
-        return sorted(rows.select(pl.col("session").unique()).collect().get_column("session"))
 
     # --- reads ---------------------------------------------------------------------------
     def scan(

@@ -12,6 +12,7 @@ import datetime as dt
 import tempfile
 from collections.abc import Callable, Sequence
 
+import dagster as dg
 import polars as pl
 
 from resources.mlflow import CHALLENGER, CHAMPION, MlflowResource
@@ -30,6 +31,14 @@ from trademl_assets.agents import (
 from trademl_assets.partitions import agent_live_sessions
 
 Book = tuple[str, str, str, pl.DataFrame]
+
+
+def agents_materialized(instance: dg.DagsterInstance) -> bool:
+    """Whether any agent asset ever materialized on this instance. Agents are registered
+    only by their assets, so without one there is nothing to look up — and a daily run does
+    not import MLflow and open its registry (≈ 1 s) to find nothing."""
+    keys = [dg.AssetKey(f"{name}_agent") for name in AGENTS]
+    return any(r.asset_entry.last_materialization for r in instance.get_asset_records(keys))
 
 
 def _live_versions(mlflow: MlflowResource) -> list[tuple[str, str, dict[str, str]]]:

@@ -27,6 +27,7 @@ SETTINGS = load_settings()
 CALENDAR: SessionCalendar = get_calendar(
     SETTINGS.calendar.exchange,
     min(SETTINGS.data.start, SETTINGS.partitions_start) - dt.timedelta(days=45),
+    SETTINGS.home / "cache",
 )
 
 

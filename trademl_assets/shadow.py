@@ -18,7 +18,7 @@ from trademl.params import backtest_params, cost_model, portfolio_params
 from trademl.portfolio import target_weights as build_weights
 from trademl.portfolio.inputs import risk_from_features
 from trademl.portfolio.router import wide_scores
-from trademl_assets.agent_shadow import agent_books
+from trademl_assets.agent_shadow import agent_books, agents_materialized
 from trademl_assets.equities import collected
 from trademl_assets.history import ModelCache, challenger_as_of, champion_history, model_rows
 from trademl_assets.metadata import frame_metadata, markdown_table
@@ -144,9 +144,10 @@ def shadow_weights_asset(
                         books.append(("sizing", sp.name, str(row["version"]), sized))
                 all_books.extend(books)
         # the allocation agents' weekly books (never served; trademl_assets.agent_shadow)
-        all_books.extend(
-            agent_books(s, mlflow, lake, run, risk_from_features(features), context.log.info)
-        )
+        if agents_materialized(context.instance):
+            all_books.extend(
+                agent_books(s, mlflow, lake, run, risk_from_features(features), context.log.info)
+            )
         for kind, name, version, w in all_books:
             parts.append(
                 w.select("date", "symbol", "weight", "score", "sigma", "adv").with_columns(

@@ -241,3 +241,38 @@ def test_a_lookback_marked_missing_ok_reads_only_the_written_partitions(tmp_path
         raise_on_error=False,
     )
     assert not bad.success  # without the flag a missing lookback partition is an error
+
+
+def test_reads_share_a_handle_per_version_and_keep_the_version_they_were_built_at(tmp_path):
+    """Every Lake of a process shares one handle per table version; a LazyFrame built before
+    a later commit still reads its own version; the ledger follows new commits; a table
+    deleted and re-created under the same path never answers from the old one."""
+    import shutil
+
+    lake = Lake(tmp_path)
+    lake.write_partitions("feat", _frame(DAYS[:2]), DAYS[:2], "date")
+    before = lake.scan("feat", DAYS[:2])
+    assert Lake(tmp_path).table("feat") is lake.table("feat")
+    assert lake.version("feat") == 0 and lake.exists("feat") and not lake.exists("nope")
+    changed = _frame(DAYS[:2]).with_columns(pl.col("x") + 1.0)
+    lake.write_partitions("feat", changed, DAYS[:2], "date")
+    assert lake.version("feat") == 1 and lake.table("feat").version() == 1
+    assert_frame_equal(before.collect(), _frame(DAYS[:2]))  # read as it was built
+    assert_frame_equal(lake.scan("feat", DAYS[:2]).collect(), changed)
+    assert lake.partitions("feat") == DAYS[:2]
+    lake.write_partitions("feat", _frame(DAYS[2:]), DAYS[2:], "date")
+    assert lake.partitions("feat") == DAYS and lake.partitions("feat", 1) == DAYS[:2]
+
+    shutil.rmtree(tmp_path / "feat")
+    assert not lake.exists("feat") and lake.partitions("feat") == []
+    with pytest.raises(LakeError, match="materialize feat first"):
+        lake.scan("feat", DAYS[:1])
+    other = _frame(DAYS[:1], symbols=("Z",))
+    lake.write_partitions("feat", other, DAYS[:1], "date")
+    assert lake.version("feat") == 0 and lake.partitions("feat") == DAYS[:1]
+    assert_frame_equal(lake.scan("feat", DAYS[:1]).collect(), other)
+
+    shutil.rmtree(tmp_path)  # the whole lake, ledger included, re-created
+    lake.write_partitions("feat", _frame(DAYS[1:2]), DAYS[1:2], "date")
+    assert lake.partitions("feat") == DAYS[1:2]
+    assert_frame_equal(lake.scan("feat", DAYS[1:2]).collect(), _frame(DAYS[1:2]))

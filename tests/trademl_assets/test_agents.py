@@ -222,3 +222,17 @@ def test_live_agents_trade_in_the_shadow_from_the_year_after_their_snapshot(home
     for _, _, version, w in books:
         mine = w.filter(pl.col("date") <= cut[-1]).sort("date", "symbol")
         assert shorter[version].sort("date", "symbol").equals(mine)
+
+
+def test_the_shadow_looks_for_agents_only_once_an_agent_asset_materialized():
+    """`shadow_weights` opens the registry for agents only after an agent asset materialized
+    on the instance (agents are registered by nothing else); other assets do not count."""
+    from trademl_assets.agent_shadow import agents_materialized
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert not agents_materialized(instance)
+    instance.report_runless_asset_event(dg.AssetMaterialization("ppo_lstm"))
+    instance.report_runless_asset_event(dg.AssetMaterialization("lstm_snapshot"))
+    assert not agents_materialized(instance)
+    instance.report_runless_asset_event(dg.AssetMaterialization("sac_patchtst_agent"))
+    assert agents_materialized(instance)

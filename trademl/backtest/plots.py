@@ -42,7 +42,10 @@ def _png(fig: Figure) -> bytes:
 def _axes(title: str, ylabel: str) -> tuple[Figure, object]:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=_SIZE, layout="constrained")
+    fig = Figure(figsize=_SIZE)
+    # fixed margins, sized for these charts' labels: a constrained layout measures every
+    # artist again on each draw (≈ 0.06 s of each chart, 6 charts in a daily run)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.91)
     ax = fig.add_subplot()
     ax.set_title(title)
     ax.set_ylabel(ylabel)

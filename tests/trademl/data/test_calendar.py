@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -125,3 +126,47 @@ def test_other_exchange_uses_its_own_time_zone() -> None:
     # XLON closes 16:30 London; 16:00 London on a Friday is before it.
     friday = dt.datetime(2025, 3, 14, 16, 0, tzinfo=ZoneInfo("Europe/London"))
     assert lon.latest_completed_session(friday) == d("2025-03-13")
+
+
+def test_a_cached_calendar_is_the_built_one_and_is_read_back_without_building(
+    tmp_path, monkeypatch
+) -> None:
+    """With a cache folder the first call builds and stores the calendar; a later process
+    (here: a cleared in-process cache, with building made impossible) reads the same
+    sessions, hours and zone back. A damaged file is rebuilt; an earlier day's is removed."""
+    start = d("2023-06-01")
+    built = SessionCalendar("XNYS", start)
+    stale = tmp_path / "calendars" / "XNYS-2023-06-01-xcals0-built2000-01-01.json"
+    get_calendar.cache_clear()
+    first = get_calendar("XNYS", start, tmp_path)
+    (path,) = (tmp_path / "calendars").glob("*.json")
+    stale.write_text("{}")
+    stamp = path.name.split("-built")[0]
+    stale_same = tmp_path / "calendars" / f"{stamp}-built2000-01-01.json"
+    stale_same.write_text("{}")
+
+    def no_build(*_: object) -> None:
+        raise AssertionError("built instead of read back")
+
+    monkeypatch.setattr(SessionCalendar, "__init__", no_build)
+    get_calendar.cache_clear()
+    again = get_calendar("XNYS", start, tmp_path)
+    for cal in (first, again):
+        assert cal.sessions == built.sessions and cal.tz == built.tz
+        assert [cal.hours(x) for x in cal.sessions] == [built.hours(x) for x in built.sessions]
+    # Thanksgiving Friday 2024 closes at 13:00 New York time
+    assert again.hours(d("2024-11-29"))[1] == dt.datetime(2024, 11, 29, 13, 0, tzinfo=ET)
+    assert again.non_session_weekdays(d("2024-01-01"), d("2024-12-31")) == [
+        d(x)
+        for x in (
+            "2024-01-01", "2024-01-15", "2024-02-19", "2024-03-29", "2024-05-27",
+            "2024-06-19", "2024-07-04", "2024-09-02", "2024-11-28", "2024-12-25",
+        )
+    ]  # fmt: skip
+    monkeypatch.undo()
+    path.write_text('{"exchange": "XNYS"')  # damaged: rebuilt and rewritten
+    get_calendar.cache_clear()
+    assert get_calendar("XNYS", start, tmp_path).sessions == built.sessions
+    assert len(json.loads(path.read_text())["sessions"]) == len(built.sessions)
+    assert not stale_same.exists() and stale.exists()  # only this calendar's older builds go
+    get_calendar.cache_clear()
