@@ -5,10 +5,12 @@ Replaces dagster-mlflow's legacy `mlflow_tracking` resource, which leaves runs R
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from resources.mlflow_home import rehome
 from resources.mlflow_run import TrackedRun, _codes, _mlflow, _status
 from resources.mlflow_secrets import _check_mapping, check_not_secret
 from trademl.lake import READ_TAG
+from trademl.lazy import settled
 from trademl.provenance import git_sha
 
 if TYPE_CHECKING:
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
+#: Set once this process made its first MLflow client (`MlflowResource.client`).
+_FIRST_CLIENT = threading.Event()
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -79,9 +84,13 @@ class MlflowResource(dg.ConfigurableResource):
         database = self._sqlite_path()
         if database is not None:
             rehome(database)
-        return _mlflow().MlflowClient(
-            tracking_uri=self.tracking_uri, registry_uri=self._registry_uri()
-        )
+        mlflow = _mlflow()
+        # the process's first client imports and sets up its store's SQLAlchemy models
+        with settled() if not _FIRST_CLIENT.is_set() else contextlib.nullcontext():
+            _FIRST_CLIENT.set()
+            return mlflow.MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self._registry_uri()
+            )
 
     def _registry_uri(self) -> str:
         return self.registry_uri or self.tracking_uri

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from resources.mlflow_secrets import _check_file, _check_mapping, _check_nested, _secret_env_values
+from trademl.lazy import settled
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 # loading the Dagster code location must not pay for it.
 @functools.cache
 def _mlflow() -> ModuleType:
-    import mlflow
+    with settled():
+        import mlflow
 
     return mlflow
 

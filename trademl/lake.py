@@ -33,7 +33,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, SchemaMismatchError, TableNotFoundError
 from upath import UPath
 
-from trademl.lake_handles import latest_version, ledger_sessions, local_table
+from trademl.lake_handles import append_ledger, latest_version, ledger_sessions, local_table
 from trademl.lake_write import commit_sessions
 
 LOCAL_PROTOCOLS = ("", "file", "local")
@@ -356,16 +356,7 @@ class Lake:
             },
             schema=_LEDGER_SCHEMA,
         ).to_arrow()
-        _committed(
-            lambda: write_deltalake(
-                self.uri(LEDGER),
-                rows,
-                partition_by=["table"],
-                mode="append",
-                storage_options=self.storage_options,
-            ),
-            LEDGER,
-        )
+        _committed(lambda: append_ledger(self.uri(LEDGER), self.storage_options, rows), LEDGER)
 
     def write(self, asset: str, frame: pl.DataFrame) -> None:
         """Replace an unpartitioned asset's table, in one commit."""

@@ -18,7 +18,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import polars as pl
-from deltalake import DeltaTable
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
 
 #: Handles kept (a daily run touches ~30 tables; a range run reads each at one version).
 _KEEP = 96
@@ -82,6 +84,27 @@ def local_table(
     return table
 
 
+def _tracked_ledger(uri: str, storage_options: Mapping[str, str]) -> DeltaTable | None:
+    """The process's handle on the local ledger at `uri`, brought up to date (None: no ledger
+    yet). The ledger only grows (appends), so one handle follows it incrementally; a
+    re-created ledger (another folder or first commit) is opened anew. Hold `_lock`."""
+    try:
+        origin = (os.stat(os.path.join(uri, _LOG)).st_ino, _identity(uri, 0))
+    except FileNotFoundError:
+        return None
+    held = _ledgers.get(uri)
+    if held is None or held[0] != origin:
+        held = (origin, DeltaTable(uri, storage_options=dict(storage_options)))
+        _ledgers[uri] = held
+    else:
+        held[1].update_incremental()
+    return held[1]
+
+
+def _local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
 def ledger_sessions(
     uri: str,
     storage_options: Mapping[str, str],
@@ -90,26 +113,13 @@ def ledger_sessions(
     upto: int | None,
 ) -> list[str]:
     """Sessions the ledger at `uri` records for table `asset` with id `table_id` (and, when
-    `upto` is given, written at or before that version of it), sorted.
-
-    The ledger only grows (appends), so one handle per ledger follows it incrementally and
-    the answer is kept per ledger version; a re-created ledger (another folder or first
-    commit) is read anew.
-    """
-    local = "://" not in uri or uri.startswith("file://")
+    `upto` is given, written at or before that version of it), sorted; kept per ledger
+    version."""
     with _lock:
-        if local:
-            try:
-                origin = (os.stat(os.path.join(uri, _LOG)).st_ino, _identity(uri, 0))
-            except FileNotFoundError:
+        if _local(uri):
+            ledger = _tracked_ledger(uri, storage_options)
+            if ledger is None:
                 return []
-            held = _ledgers.get(uri)
-            if held is None or held[0] != origin:
-                held = (origin, DeltaTable(uri, storage_options=dict(storage_options)))
-                _ledgers[uri] = held
-            else:
-                held[1].update_incremental()
-            ledger = held[1]
         else:
             ledger = DeltaTable(uri, storage_options=dict(storage_options))
         key = (uri, ledger.version(), asset, table_id, upto)
@@ -125,6 +135,38 @@ def ledger_sessions(
         while len(_written) > _KEEP:
             _written.popitem(last=False)
     return list(sessions)
+
+
+def append_ledger(uri: str, storage_options: Mapping[str, str], rows: pa.Table) -> None:
+    """Append `rows` to the ledger at `uri` (created by the first append), through the
+    process's handle on a local ledger: no log replay per write. Appends never conflict;
+    delta-rs commits a stale handle's append at the next free version."""
+    with _lock:
+        ledger = _tracked_ledger(uri, storage_options) if _local(uri) else None
+        write_deltalake(
+            ledger if ledger is not None else uri,
+            rows,
+            partition_by=["table"],
+            mode="append",
+            storage_options=None if ledger is not None else dict(storage_options),
+        )
+        if ledger is not None and ledger.version() % COMPACT_EVERY == 0:
+            compact_ledger(ledger)
+
+
+#: Ledger commits between compactions: each commit adds a small file to its table's folder,
+#: and a read of a table's sessions opens every file there (a year of daily runs: ~250).
+COMPACT_EVERY = 64
+
+
+def compact_ledger(ledger: DeltaTable) -> None:
+    """Merge the ledger's small files (one per table) and checkpoint its log: the same rows,
+    read from a few files. A compaction that loses a race to another one is simply dropped."""
+    try:
+        ledger.optimize.compact()
+        ledger.create_checkpoint()
+    except (CommitFailedError, DeltaError):
+        ledger.update_incremental()
 
 
 def forget() -> None:

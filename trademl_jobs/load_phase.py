@@ -7,6 +7,7 @@ collections on the way (≈ 0.4 s of every Dagster CLI start here) and free noth
 it never walks them again — not during a run, nor at interpreter exit.
 """
 
+import atexit
 import gc
 
 _WAS_ENABLED = gc.isenabled()
@@ -14,7 +15,10 @@ gc.disable()
 
 
 def done() -> None:
-    """Freeze everything allocated so far and let the collector run again."""
+    """Freeze everything allocated so far and let the collector run again; at exit, freeze
+    again, so the interpreter's last collection does not walk what a run loaded (≈ 0.2–0.7 s
+    of a CLI command here; objects are still finalized by reference counting)."""
     gc.freeze()
     if _WAS_ENABLED:
         gc.enable()
+    atexit.register(gc.freeze)

@@ -276,3 +276,25 @@ def test_reads_share_a_handle_per_version_and_keep_the_version_they_were_built_a
     lake.write_partitions("feat", _frame(DAYS[1:2]), DAYS[1:2], "date")
     assert lake.partitions("feat") == DAYS[1:2]
     assert_frame_equal(lake.scan("feat", DAYS[1:2]).collect(), _frame(DAYS[1:2]))
+
+
+def test_the_ledger_is_compacted_as_it_grows_and_answers_the_same(tmp_path, monkeypatch):
+    """Every COMPACT_EVERY ledger commits its one-file-per-write folders are merged: a table's
+    sessions (and what a pinned version saw) read the same from a few files."""
+    import trademl.lake_handles as handles
+
+    monkeypatch.setattr(handles, "COMPACT_EVERY", 8)
+    lake = Lake(tmp_path)
+    days = [
+        d.isoformat() for d in pl.date_range(dt.date(2024, 1, 1), dt.date(2024, 1, 20), eager=True)
+    ]
+    for i, day in enumerate(days):
+        lake.write_partitions("feat", _frame([day]), [day], "date")
+        if i == 5:
+            pinned = lake.version("feat")
+    ledger = DeltaTable(str(tmp_path / LEDGER))
+    optimized = [h for h in ledger.history() if h.get("operation") == "OPTIMIZE"]
+    assert len(optimized) == 2 and ledger.version() == len(days) - 1 + 2  # at versions 8, 16
+    assert len(ledger.file_uris()) <= 5  # one merged file and the appends since
+    assert lake.partitions("feat") == days and lake.partitions("feat", pinned) == days[:6]
+    assert pl.scan_delta(str(tmp_path / LEDGER)).select(pl.len()).collect().item() == len(days)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
 if TYPE_CHECKING:
     import onnx
@@ -128,6 +127,8 @@ class OnnxScorer:
     def __init__(self, onnx_bytes: bytes, *, n_threads: int = 1) -> None:
         self.onnx_bytes = bytes(onnx_bytes)
         self.n_threads = n_threads
+        import onnxruntime as ort  # on first scorer: loading the code location never pays for it
+
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # converters declare a static shape for `label`
         opts.intra_op_num_threads = n_threads
@@ -319,6 +320,8 @@ class LGBMExactScorer:
         self._snap_zero = bool(((splits >= -_LGB_ZERO) & (splits < _LGB_ZERO)).any())
         self.n_features = n_features
         self.n_threads = max(1, int(n_threads))
+        import onnxruntime as ort  # on first scorer: loading the code location never pays for it
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1

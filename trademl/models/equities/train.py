@@ -14,10 +14,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 import polars as pl
 
 from trademl.features.store import FeatureStore, FoldMatrix
@@ -34,6 +33,9 @@ from trademl.validation.metrics import (
 )
 from trademl.validation.paths import path_metrics as _path_metrics
 from trademl.validation.paths import selection_stats
+
+if TYPE_CHECKING:
+    import optuna
 
 LGBM_GRID: dict[str, list[Any]] = {
     "num_leaves": [31, 63, 127],
@@ -275,6 +277,8 @@ def run_hpo(
         if progress:
             progress(trial.number, value)
         return value if math.isfinite(value) else -1.0
+
+    import optuna  # on first use: loading the code location never pays for it
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_grid = math.prod(len(v) for v in grid.values())
