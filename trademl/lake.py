@@ -286,8 +286,9 @@ class Lake:
                 f"{asset}: {stray.height} rows have {column} outside the run's partitions "
                 f"{keys[0]}…{keys[-1]}, e.g. {bad}"
             )
-        if self.exists(asset):
-            (have,) = self.table(asset).metadata().partition_columns
+        current = self.table(asset) if self.exists(asset) else None
+        if current is not None:
+            (have,) = current.metadata().partition_columns
             if have != column:
                 raise LakeError(
                     f"lake {self.root}/{asset}: the table is partitioned by {have!r}, the output "
@@ -321,6 +322,7 @@ class Lake:
                 token=token,
                 metadata=span,
                 storage_options=self.storage_options,
+                table=current,
             ):
                 _committed(merge, asset)
         except SchemaMismatchError as exc:

@@ -28,8 +28,7 @@ _LOG = "_delta_log"
 
 _lock = threading.Lock()
 _handles: OrderedDict[tuple[object, ...], DeltaTable] = OrderedDict()
-_ledgers: dict[str, tuple[object, DeltaTable]] = {}
-_written: OrderedDict[tuple[object, ...], list[str]] = OrderedDict()
+_ledgers: dict[str, _Ledger] = {}
 
 
 def _commit_name(version: int) -> str:
@@ -84,21 +83,108 @@ def local_table(
     return table
 
 
-def _tracked_ledger(uri: str, storage_options: Mapping[str, str]) -> DeltaTable | None:
-    """The process's handle on the local ledger at `uri`, brought up to date (None: no ledger
-    yet). The ledger only grows (appends), so one handle follows it incrementally; a
-    re-created ledger (another folder or first commit) is opened anew. Hold `_lock`."""
+class _Ledger:
+    """The process's copy of one local ledger: a handle that follows its log incrementally and
+    its rows per table. New commits are read from their new files only; our own appends are
+    added as written; a compaction (files removed) or a re-created ledger (another folder or
+    first commit) is read anew. Answers are kept until their table changes."""
+
+    def __init__(self, uri: str, origin: object, storage_options: Mapping[str, str]) -> None:
+        self.origin = origin
+        self.handle = DeltaTable(uri, storage_options=dict(storage_options))
+        self._reload()
+
+    def _reload(self) -> None:
+        rows = pl.scan_delta(self.handle).select(*_LEDGER_COLUMNS).collect()
+        self.frames: dict[str, pl.DataFrame] = {}
+        self.stamps: dict[str, int] = {}
+        self.answers: dict[tuple[str, str, int | None, int], list[str]] = {}
+        self._add(rows)
+        self.files = set(self.handle.file_uris())
+        self.version = self.handle.version()
+
+    def _add(self, rows: pl.DataFrame) -> None:
+        for (table,), part in rows.partition_by("table", as_dict=True).items():
+            have = self.frames.get(str(table))
+            part = part.select(_LEDGER_COLUMNS[1:])
+            self.frames[str(table)] = part if have is None else pl.concat([have, part])
+            self.stamps[str(table)] = self.stamps.get(str(table), 0) + 1
+
+    def refresh(self) -> None:
+        """Bring the copy up to the ledger's newest version."""
+        self.handle.update_incremental()
+        if self.handle.version() == self.version:
+            return
+        uris = self.handle.file_uris()
+        if not self.files.issubset(uris):  # compacted: the same rows in other files
+            self._reload()
+            return
+        new = [u for u in uris if u not in self.files]
+        if new:
+            actions = pa.table(self.handle.get_add_actions(flatten=True))
+            table_of = dict(
+                zip(
+                    actions.column("path").to_pylist(),
+                    actions.column("partition.table").to_pylist(),
+                    strict=True,
+                )
+            )
+            root = self.handle.table_uri.removeprefix("file://").rstrip("/") + "/"
+            self._add(
+                pl.concat(
+                    pl.read_parquet(u).with_columns(
+                        pl.lit(table_of[u.removeprefix("file://").removeprefix(root)]).alias(
+                            "table"
+                        )
+                    )
+                    for u in new
+                ).select(_LEDGER_COLUMNS)
+            )
+        self.files.update(new)
+        self.version = self.handle.version()
+
+    def append(self, rows: pa.Table) -> None:
+        """Append `rows` and add them to the copy."""
+        before = self.version
+        write_deltalake(self.handle, rows, partition_by=["table"], mode="append")
+        if self.handle.version() != before + 1:  # others committed meanwhile: read theirs too
+            self.refresh()
+            return
+        self._add(pl.from_arrow(rows).select(_LEDGER_COLUMNS))  # type: ignore[union-attr]
+        self.files = set(self.handle.file_uris())
+        self.version = self.handle.version()
+
+    def answer(self, asset: str, table_id: str, upto: int | None) -> list[str]:
+        key = (asset, table_id, upto, self.stamps.get(asset, 0))
+        if key not in self.answers:
+            rows = self.frames.get(asset)
+            if rows is None:
+                return []
+            rows = rows.filter(pl.col("table_id") == table_id)
+            if upto is not None:
+                rows = rows.filter(pl.col("version") <= upto)
+            self.answers[key] = sorted(rows.get_column("session").unique())
+        return list(self.answers[key])
+
+
+#: The ledger's columns (`trademl.lake._LEDGER_SCHEMA`) this copy keeps.
+_LEDGER_COLUMNS = ("table", "table_id", "session", "version")
+
+
+def _tracked_ledger(uri: str, storage_options: Mapping[str, str]) -> _Ledger | None:
+    """The process's copy of the local ledger at `uri`, brought up to date (None: no ledger
+    yet). Hold `_lock`."""
     try:
         origin = (os.stat(os.path.join(uri, _LOG)).st_ino, _identity(uri, 0))
     except FileNotFoundError:
         return None
     held = _ledgers.get(uri)
-    if held is None or held[0] != origin:
-        held = (origin, DeltaTable(uri, storage_options=dict(storage_options)))
+    if held is None or held.origin != origin:
+        held = _Ledger(uri, origin, storage_options)
         _ledgers[uri] = held
     else:
-        held[1].update_incremental()
-    return held[1]
+        held.refresh()
+    return held
 
 
 def _local(uri: str) -> bool:
@@ -113,45 +199,38 @@ def ledger_sessions(
     upto: int | None,
 ) -> list[str]:
     """Sessions the ledger at `uri` records for table `asset` with id `table_id` (and, when
-    `upto` is given, written at or before that version of it), sorted; kept per ledger
-    version."""
+    `upto` is given, written at or before that version of it), sorted."""
     with _lock:
         if _local(uri):
             ledger = _tracked_ledger(uri, storage_options)
-            if ledger is None:
-                return []
-        else:
-            ledger = DeltaTable(uri, storage_options=dict(storage_options))
-        key = (uri, ledger.version(), asset, table_id, upto)
-        if key in _written:
-            return list(_written[key])
-        rows = pl.scan_delta(ledger).filter(
-            (pl.col("table") == asset) & (pl.col("table_id") == table_id)
-        )
-        if upto is not None:
-            rows = rows.filter(pl.col("version") <= upto)
-        sessions = sorted(rows.select(pl.col("session").unique()).collect().get_column("session"))
-        _written[key] = sessions
-        while len(_written) > _KEEP:
-            _written.popitem(last=False)
-    return list(sessions)
+            return [] if ledger is None else ledger.answer(asset, table_id, upto)
+    rows = pl.scan_delta(uri, storage_options=dict(storage_options)).filter(
+        (pl.col("table") == asset) & (pl.col("table_id") == table_id)
+    )
+    if upto is not None:
+        rows = rows.filter(pl.col("version") <= upto)
+    return sorted(rows.select(pl.col("session").unique()).collect().get_column("session"))
 
 
 def append_ledger(uri: str, storage_options: Mapping[str, str], rows: pa.Table) -> None:
-    """Append `rows` to the ledger at `uri` (created by the first append), through the
-    process's handle on a local ledger: no log replay per write. Appends never conflict;
-    delta-rs commits a stale handle's append at the next free version."""
+    """Append `rows` to the ledger at `uri` (created by the first append); a local ledger
+    through the process's copy (no log replay per write). Appends never conflict: delta-rs
+    commits a stale handle's append at the next free version."""
     with _lock:
         ledger = _tracked_ledger(uri, storage_options) if _local(uri) else None
-        write_deltalake(
-            ledger if ledger is not None else uri,
-            rows,
-            partition_by=["table"],
-            mode="append",
-            storage_options=None if ledger is not None else dict(storage_options),
-        )
-        if ledger is not None and ledger.version() % COMPACT_EVERY == 0:
-            compact_ledger(ledger)
+        if ledger is None:
+            write_deltalake(
+                uri,
+                rows,
+                partition_by=["table"],
+                mode="append",
+                storage_options=dict(storage_options),
+            )
+            return
+        ledger.append(rows)
+        if ledger.version % COMPACT_EVERY == 0:
+            compact_ledger(ledger.handle)
+            ledger.refresh()
 
 
 #: Ledger commits between compactions: each commit adds a small file to its table's folder,
@@ -174,4 +253,3 @@ def forget() -> None:
     with _lock:
         _handles.clear()
         _ledgers.clear()
-        _written.clear()

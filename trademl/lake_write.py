@@ -69,17 +69,20 @@ def commit_sessions(
     token: str,
     metadata: Mapping[str, str],
     storage_options: Mapping[str, str],
+    table: DeltaTable | None = None,
 ) -> bool:
     """Replace sessions `keys` (sorted, contiguous) of the table at `uri` by `frame` in one
     commit. Returns False, writing nothing, when the frame's columns differ from an existing
-    table's (the caller merges the schema through delta-rs' writer instead)."""
+    table's (the caller merges the schema through delta-rs' writer instead).
+
+    `table`: the table as the caller read it (its newest version), saving a log replay; the
+    commit goes on top of that version (a commit since then is a conflict: retried on a
+    fresh read). None: read it here.
+    """
     schema = delta_arrow_schema(frame)
     opts = dict(storage_options)
-    table = (
-        DeltaTable(uri, storage_options=opts)
-        if DeltaTable.is_deltatable(uri, storage_options=opts)
-        else None
-    )
+    if table is None and DeltaTable.is_deltatable(uri, storage_options=opts):
+        table = DeltaTable(uri, storage_options=opts)
     if table is not None and not _same_columns(schema, pa.schema(table.schema().to_arrow())):
         return False
     data_schema = pa.schema([f for f in schema if f.name != column])
