@@ -1,6 +1,7 @@
 """Execution stage: the session's orders (exactly once, behind tripwires) and the blotter."""
 
 import datetime as dt
+import json
 
 import dagster as dg
 import polars as pl
@@ -173,6 +174,9 @@ def orders(
     )
 
 
+_SLICE_FIELDS = ("slice", "at", "qty", "method")
+
+
 def _orders_output(
     session: dt.date,
     plan: list[Order],
@@ -198,10 +202,12 @@ def _orders_output(
         fee_bps=s.costs.fee_bps,
         risk_aversion=s.execution.risk_aversion,
     )
-    per_parent = {
-        pid: g.select("slice", "at", "qty", "method").write_json()
-        for (pid,), g in slices.partition_by("parent_id", as_dict=True).items()
-    }
+    # each parent's children as a JSON list (what `DataFrame.write_json` writes for them), in
+    # one pass over the rows rather than a frame per parent (~2,000 parents a day)
+    children: dict[str, list[dict[str, object]]] = {}
+    for pid, *child in slices.select("parent_id", *_SLICE_FIELDS).iter_rows():
+        children.setdefault(pid, []).append(dict(zip(_SLICE_FIELDS, child, strict=True)))
+    per_parent = {pid: json.dumps(c, separators=(",", ":")) for pid, c in children.items()}
     res = results_frame(results).select("client_order_id", "status", "reason")
     plan_df = orders_frame(plan)
     if plan_df.height == 0:

@@ -7,11 +7,14 @@ is drawn, not with the module: every Dagster CLI start loads this module (≈ 0.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from trademl.lazy import settled
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,19 +33,25 @@ def _x(n: int, dates: Sequence | None) -> Sequence:
     return list(dates)
 
 
-def _png(fig: Figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+@functools.cache
+def _matplotlib() -> tuple[type[Figure], type]:
+    """matplotlib's Figure and Agg canvas, imported once with the collector paused."""
+    with settled():
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-    FigureCanvasAgg(fig)
+    return Figure, FigureCanvasAgg
+
+
+def _png(fig: Figure) -> bytes:
+    _matplotlib()[1](fig)  # attach the Agg canvas
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI)
     return buf.getvalue()
 
 
 def _axes(title: str, ylabel: str) -> tuple[Figure, object]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=_SIZE)
+    fig = _matplotlib()[0](figsize=_SIZE)
     # fixed margins, sized for these charts' labels: a constrained layout measures every
     # artist again on each draw (≈ 0.06 s of each chart, 6 charts in a daily run)
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.91)
