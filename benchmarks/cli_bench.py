@@ -4,9 +4,10 @@
 
 In a fresh TRADEML_HOME on the synthetic market: a single-run backfill of `bars` over every
 session of the last `years` years, then of `features` (timed: wall and the CLI process's
-peak RSS, `os.wait4`), then the daily loop as the schedule runs it: the `daily` job and then
-the `trade` job of the session before the latest (its first day: the home's MLflow store and
-calendar cache are set up), then of the latest session (timed: one new session's daily run).
+peak RSS, `os.wait4`), then the daily loop as the schedule runs it, over the last sessions one
+after the other: the `daily` job, then the `trade` job (the first day also sets up the home's
+MLflow store and calendar cache; the later days are timed: one new session's daily run each,
+their median reported).
 Beside the features backfill: the library's `build_features` on the same bars from the lake,
 in the same run, and the ratio.
 """
@@ -30,6 +31,8 @@ DAGSTER = str(Path(sys.executable).parent / "dagster")
 TARGET_BACKFILL_S = 60.0
 TARGET_BACKFILL_RSS_MB = 8192.0
 TARGET_DAILY_S = 10.0
+#: Sessions the daily loop runs after the backfill: a first day, then the timed ones.
+DAYS = 4
 
 
 def _log(msg: str) -> None:
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     symbols, years = (100, 3) if args.quick else (args.symbols, args.years)
     tag = f"{symbols}x{years}y"
     env, keys = _home(symbols, years)
-    history, previous, latest = keys[:-2], keys[-2], keys[-1]
+    history, days = keys[:-DAYS], keys[-DAYS:]
     span = f"{history[0]}...{history[-1]}"
     base = [DAGSTER, "asset", "materialize", "-m", "trademl_jobs.definitions"]
     bars_s, bars_rss = _timed([*base, "--select", "bars", "--partition-range", span], env, "bars")
@@ -155,24 +158,31 @@ def main(argv: list[str] | None = None) -> int:
         trade_s, trade_rss = _timed([*job, "-j", "trade", "--tags", tags], env, "trade")
         return daily_s, trade_s, max(daily_rss, trade_rss)
 
-    # The day before, as the schedule runs it every day: its first run also sets up what a
-    # home keeps between days (the MLflow store of the reports, the day's calendar cache).
-    first = daily_then_trade(previous)
-    daily_s, trade_s, rss = daily_then_trade(latest)
+    # The daily loop as the schedule runs it, one session after the other: the first day also
+    # sets up what a home keeps between days (the MLflow store of the reports, the day's
+    # calendar cache); each later day is one new session's run. This box's speed drifts by
+    # ±20 % from minute to minute, so the figure is the median of the later days.
+    first = daily_then_trade(days[0])
+    runs = [daily_then_trade(day) for day in days[1:]]
+    totals = [d + t for d, t, _ in runs]
+    mid = sorted(range(len(runs)), key=lambda i: totals[i])[len(runs) // 2]
     print(
         json.dumps(
             {
                 "name": f"cli_daily_then_trade_{symbols}",
-                "value": round(daily_s + trade_s, 2),
+                "value": round(totals[mid], 2),
                 "unit": "s",
-                "daily_s": round(daily_s, 2),
-                "trade_s": round(trade_s, 2),
-                "peak_rss_mb": round(rss),
-                "session": latest,
+                "stat": f"median of {len(runs)} consecutive new sessions",
+                "daily_s": round(runs[mid][0], 2),
+                "trade_s": round(runs[mid][1], 2),
+                "min_s": round(min(totals), 2),
+                "max_s": round(max(totals), 2),
+                "sessions": days[1:],
+                "peak_rss_mb": round(max(r[2] for r in runs)),
                 "first_day_s": round(first[0] + first[1], 2),
-                "first_day_session": previous,
+                "first_day_session": days[0],
                 "target": TARGET_DAILY_S,
-                "pass": daily_s + trade_s <= TARGET_DAILY_S,
+                "pass": totals[mid] <= TARGET_DAILY_S,
                 "loadavg_1m": round(os.getloadavg()[0], 2),
             }
         ),

@@ -33,7 +33,13 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, SchemaMismatchError, TableNotFoundError
 from upath import UPath
 
-from trademl.lake_handles import append_ledger, latest_version, ledger_sessions, local_table
+from trademl.lake_handles import (
+    append_ledger,
+    latest_version,
+    ledger_sessions,
+    local_table,
+    session_scan,
+)
 from trademl.lake_write import commit_sessions
 
 LOCAL_PROTOCOLS = ("", "file", "local")
@@ -232,12 +238,14 @@ class Lake:
                     f"are not written ({shown}); materialize {asset} for them first"
                 )
         names = [f.name for f in table.schema().fields]
-        lf = pl.scan_delta(table).select(names)
         if partitions is None:
-            return lf
+            return pl.scan_delta(table).select(names)
         (column,) = table.metadata().partition_columns
-        dates = pl.Series([dt.date.fromisoformat(k) for k in keys], dtype=pl.Date)
-        return lf.filter(pl.col(column).is_in(dates.implode())).sort(column, maintain_order=True)
+        lf = session_scan(table, column, keys)
+        if lf is None:
+            dates = pl.Series([dt.date.fromisoformat(k) for k in keys], dtype=pl.Date)
+            lf = pl.scan_delta(table).select(names).filter(pl.col(column).is_in(dates.implode()))
+        return lf.select(names).sort(column, maintain_order=True)
 
     def reread(self, asset: str, read: TableRead) -> pl.LazyFrame:
         """Exactly the rows a recorded read saw, whatever was written since (time travel)."""
