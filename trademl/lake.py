@@ -35,6 +35,7 @@ from upath import UPath
 
 from trademl.lake_handles import (
     append_ledger,
+    committed_version,
     latest_version,
     ledger_sessions,
     local_table,
@@ -343,23 +344,36 @@ class Lake:
         if frame.height:
             per = frame.group_by(key.alias("k")).len()
             counts |= dict(zip(per.get_column("k"), per.get_column("len"), strict=True))
-        self._record(asset, counts, self.table(asset), token)
+        # the table's id does not change with a commit: the handle read before it has it
+        table_id = (current if current is not None else self.table(asset)).metadata().id
+        self._record(asset, counts, table_id, self._commit_version(asset, token))
         return counts
 
-    def _record(self, asset: str, counts: Mapping[str, int], table: DeltaTable, token: str) -> None:
-        """Append the sessions of one commit to the ledger (appends never conflict), with the
-        version of that very commit (found by its token: another writer may have committed
-        since)."""
-        version = next(
-            (h["version"] for h in table.history(limit=64) if h.get("trademl.write") == token),
-            None,
-        )
+    def _commit_version(self, asset: str, token: str) -> int:
+        """The version of the commit carrying `token` (another writer may have committed
+        since): locally from the newest commit files' first lines, else from the history."""
+        uri = self.uri(asset)
+        version = committed_version(uri, token) if self._local else None
+        if version is None:
+            version = next(
+                (
+                    h["version"]
+                    for h in self.table(asset).history(limit=64)
+                    if h.get("trademl.write") == token
+                ),
+                None,
+            )
         if version is None:
             raise LakeError(f"lake {self.root}/{asset}: the commit just written is not in its log")
+        return version
+
+    def _record(self, asset: str, counts: Mapping[str, int], table_id: str, version: int) -> None:
+        """Append the sessions of one commit to the ledger (appends never conflict), with the
+        table's id and the version of that very commit."""
         rows = pl.DataFrame(
             {
                 "table": [asset] * len(counts),
-                "table_id": [table.metadata().id] * len(counts),
+                "table_id": [table_id] * len(counts),
                 "session": list(counts),
                 "rows": list(counts.values()),
                 "version": [version] * len(counts),

@@ -12,6 +12,7 @@ afresh each time (their listing is as dear as the open).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -56,6 +57,24 @@ def _identity(uri: str, version: int) -> tuple[int, int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def committed_version(uri: str, token: str, depth: int = 64) -> int | None:
+    """The version of the local table at `uri` whose commit carries ``trademl.write`` =
+    `token`, among its newest `depth` commits (None: not found). A Delta commit file starts
+    with its commitInfo line, so only first lines are read — not the whole log."""
+    newest = latest_version(uri)
+    if newest is None:
+        return None
+    for version in range(newest, max(-1, newest - depth), -1):
+        try:
+            with open(os.path.join(uri, _LOG, _commit_name(version)), "rb") as fh:
+                first = json.loads(fh.readline() or b"{}")
+        except (FileNotFoundError, ValueError):
+            continue
+        if first.get("commitInfo", {}).get("trademl.write") == token:
+            return version
+    return None
 
 
 def local_table(

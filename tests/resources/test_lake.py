@@ -298,3 +298,22 @@ def test_the_ledger_is_compacted_as_it_grows_and_answers_the_same(tmp_path, monk
     assert len(ledger.file_uris()) <= 5  # one merged file and the appends since
     assert lake.partitions("feat") == days and lake.partitions("feat", pinned) == days[:6]
     assert pl.scan_delta(str(tmp_path / LEDGER)).select(pl.len()).collect().item() == len(days)
+
+
+def test_a_commit_is_found_by_its_token_among_the_newest_commits(tmp_path):
+    """The ledger records the version of each write's own commit, found by the write's token
+    in the commit files' first lines even after other commits followed it."""
+    from trademl.lake_handles import committed_version
+
+    lake = Lake(tmp_path)
+    lake.write_partitions("feat", _frame(DAYS[:1]), DAYS[:1], "date")
+    lake.write_partitions("feat", _frame(DAYS[1:2]), DAYS[1:2], "date")
+    lake.write_partitions("feat", _frame(DAYS[2:]), DAYS[2:], "date")
+    tokens = [h["trademl.write"] for h in DeltaTable(str(tmp_path / "feat")).history()]
+    uri = str(tmp_path / "feat")
+    assert [committed_version(uri, t) for t in tokens] == [2, 1, 0]  # history: newest first
+    assert committed_version(uri, tokens[-1], depth=2) is None  # older than the newest two
+    assert committed_version(uri, "no-such-write") is None
+    assert committed_version(str(tmp_path / "none"), tokens[0]) is None
+    ledger = pl.read_delta(str(tmp_path / LEDGER)).sort("session")
+    assert ledger.get_column("version").to_list() == [0, 1, 2]
