@@ -137,6 +137,18 @@ def twap(shares: float, horizon: float, n_periods: int, params: ACParams | None 
     return Schedule(times, holdings, -np.diff(holdings), cost, variance, 0.0)
 
 
+def integer_slices(holdings: np.ndarray) -> np.ndarray:
+    """`integer_trades` of each row of a [parents, N + 1] holdings array."""
+    x = np.asarray(holdings, dtype=float)
+    total = np.round(x[:, 0])
+    if (np.abs(x[:, 0] - total) > 1e-6).any():
+        raise ValueError("holdings must start at whole shares for integer slicing")
+    done = np.rint(x[:, :1] - x).astype(np.int64)
+    done[:, 0], done[:, -1] = 0, total.astype(np.int64)
+    done = np.maximum.accumulate(np.clip(done, 0, total.astype(np.int64)[:, None]), axis=1)
+    return np.diff(done, axis=1)
+
+
 def integer_trades(holdings: np.ndarray) -> np.ndarray:
     """Whole-share trades whose running total tracks the trajectory and sums exactly to X.
 

@@ -89,3 +89,76 @@ def test_feature_drift_flags_broken_data_not_market_moves() -> None:
     # too little history cannot judge; a session without features halts
     assert feature_drift(_features(scale_last=100.0).tail(100), last, threshold=8.0)[0] is False
     assert feature_drift(_features(), dt.date(2025, 1, 1), threshold=8.0)[0] is True
+
+
+def test_slice_plan_is_slice_order_on_every_parent() -> None:
+    """The all-parents-at-once plan has exactly the children `slice_order` makes of each
+    parent (AC and its flat limit, TWAP where σ/ADV are missing, NaN or zero)."""
+    from trademl.execution.schedule import slice_order
+
+    rng = np.random.default_rng(11)
+    symbols = [f"S{i:03d}" for i in range(400)]
+    orders = [
+        Order(
+            session=SESSION,
+            symbol=sym,
+            side=("buy", "sell")[i % 2],
+            qty=int(rng.integers(1, 200_000)),
+            ref_price=float(rng.uniform(1.0, 900.0)),
+        )
+        for i, sym in enumerate(symbols)
+    ]
+    risk: dict[str, tuple[float, float]] = {}
+    for i, sym in enumerate(symbols):
+        if i % 7 == 0:
+            continue  # no estimate: TWAP
+        sigma = [float("nan"), 0.0, float(rng.uniform(0.005, 0.08))][min(i % 11, 2)]
+        adv = 0.0 if i % 13 == 0 else float(rng.uniform(1e3, 5e7))
+        risk[sym] = (sigma, adv)
+    start = dt.datetime(2024, 3, 6, 14, 30, tzinfo=dt.UTC)
+    end = dt.datetime(2024, 3, 6, 21, 0, tzinfo=dt.UTC)
+    for n, aversion in ((13, 1e-6), (5, 1e-3), (1, 1e-6)):
+        got = slice_plan(
+            orders,
+            risk,
+            start=start,
+            end=end,
+            n_slices=n,
+            method="almgren_chriss",
+            half_spread_bps=5.0,
+            fee_bps=1.0,
+            risk_aversion=aversion,
+        )
+        rows = []
+        for o in orders:
+            sigma, adv = risk.get(o.symbol, (float("nan"), float("nan")))
+            known = np.isfinite([sigma, adv]).all() and adv > 0 and sigma >= 0
+            params = (
+                ac_params(
+                    o.ref_price,
+                    sigma,
+                    adv,
+                    half_spread_bps=5.0,
+                    fee_bps=1.0,
+                    risk_aversion=aversion,
+                )
+                if known
+                else None
+            )
+            for c in slice_order(
+                o, start=start, end=end, n_slices=n, method="ac" if known else "twap", params=params
+            ):
+                rows.append(
+                    (
+                        c.parent_id,
+                        c.order.client_order_id,
+                        o.symbol,
+                        o.side,
+                        c.index,
+                        c.at.isoformat(timespec="minutes"),
+                        c.order.qty,
+                        "almgren_chriss" if known else "twap",
+                    )
+                )
+        assert got.rows() == rows
+        assert {m for *_, m in rows} == {"almgren_chriss", "twap"}
