@@ -29,8 +29,8 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-#: Handles kept (a daily run touches ~30 tables; a range run reads each at one version).
-_KEEP = 96
+#: Handles kept (a daily run touches ~30 tables, each at its newest version).
+_KEEP = 64
 _LOG = "_delta_log"
 
 _lock = threading.Lock()
@@ -102,6 +102,10 @@ def local_table(
             return table
     table = open_table(version)
     with _lock:
+        # a newer version retires the older ones of the table (a large table's handle holds
+        # its file list); a LazyFrame built on an old handle keeps it for as long as it lives
+        for old in [k for k in _handles if k[0] == uri and k[1] < version]:
+            del _handles[old]
         _handles[key] = table
         while len(_handles) > _KEEP:
             _handles.popitem(last=False)

@@ -262,6 +262,15 @@ def test_reads_share_a_handle_per_version_and_keep_the_version_they_were_built_a
     assert lake.partitions("feat") == DAYS[:2]
     lake.write_partitions("feat", _frame(DAYS[2:]), DAYS[2:], "date")
     assert lake.partitions("feat") == DAYS and lake.partitions("feat", 1) == DAYS[:2]
+    from trademl import lake_handles
+
+    def held() -> list[int]:
+        return sorted(k[1] for k in lake_handles._handles if k[0] == lake.uri("feat"))
+
+    assert held() == [1, 2]  # the newest and the one a pinned read asked for
+    lake.write_partitions("feat", _frame(DAYS[2:]), DAYS[2:], "date")
+    lake.table("feat")
+    assert held() == [3]  # a newer version retires the older handles of the table
 
     shutil.rmtree(tmp_path / "feat")
     assert not lake.exists("feat") and lake.partitions("feat") == []
