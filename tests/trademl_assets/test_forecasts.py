@@ -61,7 +61,8 @@ class Env:
             "lake": LakeIOManager(store=store),
             "lake_store": store,
             "settings": SettingsResource(config_path=str(cfg)),
-            "market_data": MarketDataResource(n_symbols=10, seed=2),
+            # no missing bars: every name is scored at the latest session, whichever it is
+            "market_data": MarketDataResource(n_symbols=10, seed=2, missing_bar_rate=0.0),
             "mlflow": self.mlflow,
         }
 
