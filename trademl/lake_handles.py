@@ -120,7 +120,8 @@ class _Ledger:
 
     def __init__(self, uri: str, origin: object, storage_options: Mapping[str, str]) -> None:
         self.origin = origin
-        self.handle = DeltaTable(uri, storage_options=dict(storage_options))
+        self._open = lambda: DeltaTable(uri, storage_options=dict(storage_options))
+        self.handle = self._open()
         self._reload()
 
     def _reload(self) -> None:
@@ -140,8 +141,14 @@ class _Ledger:
             self.stamps[str(table)] = self.stamps.get(str(table), 0) + 1
 
     def refresh(self) -> None:
-        """Bring the copy up to the ledger's newest version."""
-        self.handle.update_incremental()
+        """Bring the copy up to the ledger's newest version (read anew when the commits
+        since this copy's version are no longer all in the log, e.g. cleaned up)."""
+        try:
+            self.handle.update_incremental()
+        except DeltaError:
+            self.handle = self._open()
+            self._reload()
+            return
         if self.handle.version() == self.version:
             return
         uris = self.handle.file_uris()

@@ -326,3 +326,25 @@ def test_a_commit_is_found_by_its_token_among_the_newest_commits(tmp_path):
     assert committed_version(str(tmp_path / "none"), tokens[0]) is None
     ledger = pl.read_delta(str(tmp_path / LEDGER)).sort("session")
     assert ledger.get_column("version").to_list() == [0, 1, 2]
+
+
+def test_a_ledger_copy_that_cannot_follow_the_log_reads_it_anew(tmp_path, monkeypatch):
+    """When the commits since a process's ledger copy cannot be replayed (say, cleaned up
+    after a checkpoint), the copy is read anew and still answers every session."""
+    from deltalake.exceptions import DeltaError
+
+    from trademl import lake_handles
+
+    lake = Lake(tmp_path)
+    lake.write_partitions("feat", _frame(DAYS[:1]), DAYS[:1], "date")
+    assert lake.partitions("feat") == DAYS[:1]
+    copy = lake_handles._ledgers[lake.uri(LEDGER)]
+    Lake(tmp_path).write_partitions("feat", _frame(DAYS[1:]), DAYS[1:], "date")
+
+    def gone(self: DeltaTable) -> None:
+        raise DeltaError("commit files since this version are gone")
+
+    stale = copy.handle
+    monkeypatch.setattr(DeltaTable, "update_incremental", gone)
+    assert lake.partitions("feat") == DAYS
+    assert lake_handles._ledgers[lake.uri(LEDGER)].handle is not stale  # opened anew
